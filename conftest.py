@@ -1,0 +1,1 @@
+"""Shared pytest setup: each app's tests/conftest.py holds its own fixtures."""

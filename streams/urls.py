@@ -1,0 +1,5 @@
+"""Stream, WebRTC and recording API routes."""
+
+from django.urls import URLPattern
+
+urlpatterns: list[URLPattern] = []
