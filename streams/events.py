@@ -1,0 +1,26 @@
+"""What the live path tells the rest of the system about a stream.
+
+`StreamRegistry` calls these after the database change they describe has committed;
+`streams.presence.Presence` implements them (fan-out to friends, cross-process state).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Protocol
+
+
+class StreamEvents(Protocol):
+    async def stream_started(
+        self, user_id: int, *, started_at: dt.datetime, denoise: bool, atten_lim_db: float
+    ) -> None: ...
+
+    async def stream_ended(self, user_id: int) -> None: ...
+
+    async def settings_changed(self, user_id: int, *, denoise: bool, atten_lim_db: float) -> None: ...
+
+    async def listeners_changed(self, user_id: int, count: int) -> None: ...
+
+    async def is_online(self, user_id: int) -> bool:
+        """True while the user has at least one open presence socket on any process."""
+        ...
