@@ -1,0 +1,183 @@
+"""Recordings: the rows and files of live streams, and who may see them.
+
+Sync functions (ORM and file work); async callers wrap them with `database_sync_to_async`.
+Files live at MEDIA_ROOT/recordings/<username>/<UTC timestamp>-<id>.wav (+ `-raw.wav`);
+rows store paths relative to MEDIA_ROOT.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from streams.exceptions import Conflict, Forbidden, NotFound, Unavailable
+from streams.models import Recording
+from streams.recorder import Recorder, RecordingStats, WavError, repair_wav
+from users import exceptions as user_errors
+from users.friendships import are_friends, find_user
+from users.models import User
+
+log = logging.getLogger(__name__)
+
+RECORDINGS_DIR = "recordings"
+_MAX_ID = 2**63 - 1  # bigint primary keys; larger numbers would overflow the database driver
+
+
+@dataclass(frozen=True)
+class RecordingFile:
+    path: Path
+    filename: str  # what a browser should save it as
+
+
+def _dir_name(user: User) -> str:
+    """The user's folder: the username, made safe for any filesystem path."""
+    name = re.sub(r"[^\w.@+-]", "_", user.username)
+    return name if name.strip(".") else f"user-{user.pk}"
+
+
+def _safe_path(relative: str) -> Path | None:
+    """Absolute path of a stored relative path, or None if it points outside the recordings folder."""
+    root = (Path(settings.MEDIA_ROOT) / RECORDINGS_DIR).resolve()
+    path = (Path(settings.MEDIA_ROOT) / relative).resolve()
+    return path if relative and path.is_relative_to(root) else None
+
+
+def _check_id(recording_id: int) -> None:
+    if not 0 < recording_id <= _MAX_ID:
+        raise NotFound(f"No recording with id {recording_id}.")
+
+
+def create_recording(user: User, *, denoise: bool, atten_lim_db: float, record_raw: bool) -> Recording:
+    """A new unfinished row with its file paths; the user's folder is created."""
+    try:
+        with transaction.atomic():
+            rec = Recording.objects.create(owner=user, denoise=denoise, atten_lim_db=atten_lim_db)
+            stem = f"{RECORDINGS_DIR}/{_dir_name(user)}/{rec.started_at:%Y%m%dT%H%M%SZ}-{rec.pk}"
+            rec.audio_path = f"{stem}.wav"
+            rec.raw_path = f"{stem}-raw.wav" if record_raw else ""
+            rec.save(update_fields=["audio_path", "raw_path"])
+            (Path(settings.MEDIA_ROOT) / stem).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.error("Cannot create the recordings folder for %s: %s", user.username, exc)
+        raise Unavailable("Recording storage is not available right now.") from exc
+    return rec
+
+
+def open_recorder(recording: Recording) -> Recorder:
+    audio = _safe_path(recording.audio_path)
+    if audio is None:
+        raise Unavailable("This recording has no valid file path.")
+    try:
+        return Recorder(audio, _safe_path(recording.raw_path))
+    except OSError as exc:
+        log.error("Cannot open the files of recording %s: %s", recording.pk, exc)
+        raise Unavailable("Recording storage is not available right now.") from exc
+
+
+def finalize_recording(recording_id: int, stats: RecordingStats) -> Recording:
+    """Mark the row finished with the closed files' figures; NotFound if it was deleted meanwhile."""
+    updated = Recording.objects.filter(pk=recording_id).update(
+        ended_at=timezone.now(), duration_s=stats.duration_s, size_bytes=stats.size_bytes, finished=True
+    )
+    if not updated:
+        raise NotFound(f"No recording with id {recording_id}.")
+    return Recording.objects.get(pk=recording_id)
+
+
+def _repair(relative: str, recording_id: int) -> RecordingStats:
+    path = _safe_path(relative)
+    try:
+        if path is None:
+            raise FileNotFoundError(relative)
+        return repair_wav(path)
+    except FileNotFoundError:
+        log.warning("Recording %s: file %r is missing; kept with no audio.", recording_id, relative)
+    except WavError as exc:
+        log.warning("Recording %s: %s is not a repairable WAV (%s).", recording_id, path, exc)
+    except OSError as exc:
+        log.error("Recording %s: cannot repair %s: %s", recording_id, path, exc)
+    return RecordingStats(duration_s=0.0, size_bytes=0)
+
+
+def recover_unfinished() -> list[Recording]:
+    """Start-up: finish every row a crash left open, repairing its files' headers.
+
+    Only call when no session of this process is writing (start-up). Never raises for bad
+    or missing files: such rows end up finished with what could be measured (maybe 0 s).
+    """
+    recovered = []
+    for rec in Recording.objects.filter(finished=False).order_by("pk"):
+        audio = _repair(rec.audio_path, rec.pk)
+        raw = _repair(rec.raw_path, rec.pk) if rec.raw_path else RecordingStats(0.0, 0)
+        duration = audio.duration_s or raw.duration_s
+        fields = {
+            "ended_at": rec.started_at + dt.timedelta(seconds=duration),
+            "duration_s": duration,
+            "size_bytes": audio.size_bytes + raw.size_bytes,
+            "finished": True,
+            "recovered": True,
+        }
+        # Conditional update: a row finished meanwhile keeps its own figures.
+        if Recording.objects.filter(pk=rec.pk, finished=False).update(**fields):
+            for name, value in fields.items():
+                setattr(rec, name, value)
+            recovered.append(rec)
+            log.info("Recovered recording %s of user %s: %.1f s.", rec.pk, rec.owner_id, duration)
+    return recovered
+
+
+def find_owner(username: str) -> User:
+    try:
+        return find_user(username)
+    except user_errors.NotFound as exc:
+        raise NotFound(f"No user named {username!r}.") from exc
+
+
+def recordings_visible_to(viewer: User, owner: User) -> QuerySet[Recording]:
+    """The owner's recordings, newest first, live ones included; Forbidden unless self or friend."""
+    if viewer.pk != owner.pk and not are_friends(viewer, owner):
+        raise Forbidden(f"Only {owner.username}'s friends can see their recordings.")
+    return Recording.objects.filter(owner=owner).order_by("-started_at", "-id")
+
+
+def recording_file(viewer: User, recording_id: int, *, raw: bool) -> RecordingFile:
+    """The file to serve; NotFound when the viewer may not see the recording (existence is not revealed)."""
+    _check_id(recording_id)
+    rec = Recording.objects.select_related("owner").filter(pk=recording_id).first()
+    if rec is None or (rec.owner_id != viewer.pk and not are_friends(viewer, rec.owner_id)):
+        raise NotFound(f"No recording with id {recording_id}.")
+    relative = rec.raw_path if raw else rec.audio_path
+    path = _safe_path(relative)
+    if path is None:
+        raise NotFound("This recording has no raw file." if raw else "This recording has no audio file.")
+    return RecordingFile(path=path, filename=f"{rec.owner.username}-{path.name}")
+
+
+def delete_recording(user: User, recording_id: int) -> None:
+    """Owner only: the row now, the files once the transaction has committed."""
+    _check_id(recording_id)
+    with transaction.atomic():
+        rec = Recording.objects.select_for_update().filter(pk=recording_id, owner=user).first()
+        if rec is None:
+            raise NotFound(f"No recording with id {recording_id}.")
+        if not rec.finished:
+            raise Conflict("This recording is still being written; end the stream first.")
+        paths = [p for p in (_safe_path(rec.audio_path), _safe_path(rec.raw_path)) if p is not None]
+        rec.delete()
+        transaction.on_commit(lambda: _unlink(paths, recording_id))
+
+
+def _unlink(paths: list[Path], recording_id: int) -> None:
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:  # the row is gone; a leftover file is only wasted space
+            log.error("Recording %s deleted but %s could not be removed: %s", recording_id, path, exc)
