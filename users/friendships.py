@@ -1,19 +1,26 @@
 """The friend graph's rules: requests, acceptance, unfriending, and who may see whom.
 
 Every change locks both users' rows first, so crossed requests and double accepts on the
-same pair serialize instead of racing (PostgreSQL row locks; SQLite serializes writers).
+same pair serialize instead of racing (PostgreSQL row locks; on SQLite every transaction takes
+the write lock at BEGIN, see the "users" block of settings.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
+from django.db.models.functions import Lower
 
 from users import signals
 from users.exceptions import Conflict, InvalidRequest, NotAllowed, NotFound
 from users.models import FriendRequest, Friendship, User
 
 Status = FriendRequest.Status
+USERNAME_MAX = User._meta.get_field("username").max_length or 150
+SEARCH_LIMIT = 20
+ID_MAX = 2**63 - 1  # largest primary key a bigint column holds
 
 
 def _pair(a: User | int, b: User | int) -> tuple[int, int]:
@@ -38,7 +45,7 @@ def friends_of(user: User) -> QuerySet[User]:
     return User.objects.filter(
         Q(pk__in=Friendship.objects.filter(user_a=user).values("user_b"))
         | Q(pk__in=Friendship.objects.filter(user_b=user).values("user_a"))
-    ).order_by("username")
+    ).order_by(Lower("username"), "pk")
 
 
 def friend_ids(user: User | int) -> set[int]:
@@ -49,11 +56,24 @@ def friend_ids(user: User | int) -> set[int]:
     return {b if a == uid else a for a, b in rows}
 
 
-def find_user(username: str) -> User:
+def storable(text: str) -> bool:
+    """False for text no database column can hold (NUL, lone surrogates); querying it would crash."""
+    if "\x00" in text:
+        return False
     try:
-        return User.objects.get(username__iexact=username)
-    except User.DoesNotExist as exc:
-        raise NotFound(f"No user named {username!r}.") from exc
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def find_user(username: str) -> User:
+    if len(username) <= USERNAME_MAX and storable(username):
+        try:
+            return User.objects.get(username__iexact=username)
+        except User.DoesNotExist:
+            pass
+    raise NotFound(f"No user named {username[:USERNAME_MAX]!r}.")
 
 
 def _befriend(a: User, b: User) -> None:
@@ -96,6 +116,8 @@ def _accept_locked(request: FriendRequest) -> FriendRequest:
 
 
 def _decide(user: User, request_id: int, *, as_sender: bool, new_status: str) -> FriendRequest:
+    if not 0 < request_id <= ID_MAX:
+        raise NotFound("No such friend request.")
     try:
         with transaction.atomic():
             request = FriendRequest.objects.select_related("from_user", "to_user").get(pk=request_id)
@@ -134,6 +156,8 @@ def cancel(user: User, request_id: int) -> FriendRequest:
 
 def unfriend(user: User, username: str) -> None:
     other = find_user(username)
+    if other.pk == user.pk:
+        raise InvalidRequest("You cannot unfriend yourself.")
     with transaction.atomic():
         _lock_pair(user, other)
         ida, idb = _pair(user, other)
@@ -143,14 +167,56 @@ def unfriend(user: User, username: str) -> None:
         _after_commit(signals.friendship_removed, user=user, friend=other)
 
 
+def relations(user: User, other_ids: Iterable[int]) -> dict[int, str]:
+    """Map each id to friend, request_sent, request_received or none, in two queries."""
+    ids = set(other_ids)
+    result = dict.fromkeys(ids, "none")
+    if not ids:
+        return result
+    pending = FriendRequest.objects.filter(status=Status.PENDING).filter(
+        Q(from_user=user, to_user_id__in=ids) | Q(to_user=user, from_user_id__in=ids)
+    )
+    for from_id, to_id in pending.values_list("from_user_id", "to_user_id"):
+        result[to_id if from_id == user.pk else from_id] = (
+            "request_sent" if from_id == user.pk else "request_received"
+        )
+    pairs = Friendship.objects.filter(
+        Q(user_a=user, user_b_id__in=ids) | Q(user_b=user, user_a_id__in=ids)
+    ).values_list("user_a_id", "user_b_id")
+    for a, b in pairs:  # friendship wins over a stale pending request
+        result[b if a == user.pk else a] = "friend"
+    return result
+
+
 def relation(user: User, other: User | int) -> str:
     """friend, request_sent, request_received or none."""
     oid = other if isinstance(other, int) else other.pk
-    if are_friends(user, oid):
-        return "friend"
-    pending = FriendRequest.objects.filter(status=Status.PENDING)
-    if pending.filter(from_user=user, to_user_id=oid).exists():
-        return "request_sent"
-    if pending.filter(from_user_id=oid, to_user=user).exists():
-        return "request_received"
-    return "none"
+    return relations(user, [oid])[oid]
+
+
+def search(user: User, query: str, limit: int = SEARCH_LIMIT) -> list[User]:
+    """Active users whose name contains `query` (any case), without `user`, by name then id."""
+    query = query.strip()
+    if not query or len(query) > USERNAME_MAX or not storable(query):
+        return []  # nothing can match, so don't ask the database
+    found = (
+        User.objects.filter(username__icontains=query, is_active=True)
+        .exclude(pk=user.pk)
+        .order_by(Lower("username"), "pk")
+    )
+    return list(found[:limit])
+
+
+def pending_requests(user: User) -> tuple[list[FriendRequest], list[FriendRequest]]:
+    """(incoming, outgoing) pending requests, oldest first, with both users loaded."""
+    pending = (
+        FriendRequest.objects.filter(status=Status.PENDING)
+        .filter(Q(to_user=user) | Q(from_user=user))
+        .select_related("from_user", "to_user")
+        .order_by("created_at", "pk")
+    )
+    incoming: list[FriendRequest] = []
+    outgoing: list[FriendRequest] = []
+    for request in pending:
+        (incoming if request.to_user_id == user.pk else outgoing).append(request)
+    return incoming, outgoing

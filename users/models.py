@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Lower
 
 
+class CaseInsensitiveUserManager(UserManager["User"]):
+    """Usernames are unique regardless of case, so logging in as "ALICE" finds alice."""
+
+    def get_by_natural_key(self, username: str | None) -> User:
+        return self.get(username__iexact=username)
+
+
 class User(AbstractUser):
     is_streaming = models.BooleanField(default=False)
     is_online = models.BooleanField(default=False)
+
+    objects = CaseInsensitiveUserManager()
 
     class Meta:
         constraints = [models.UniqueConstraint(Lower("username"), name="username_ci_unique")]
