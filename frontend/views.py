@@ -1,10 +1,33 @@
 """Page views: thin, they render templates; the pages talk to the JSON API."""
 
+from __future__ import annotations
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+
+from users import friendships
+from users.exceptions import NotFound
 
 
 @login_required
 def main_view(request: HttpRequest) -> HttpResponse:
-    return render(request, "frontend/main.html")
+    return render(request, "frontend/main.html", {"ice_servers": settings.ICE_SERVERS})
+
+
+@login_required
+def friend_page(request: HttpRequest, username: str) -> HttpResponse:
+    """A friend's live stream and recordings; your own page shows your recordings."""
+    try:
+        friend = friendships.find_user(username)
+    except NotFound:
+        return render(request, "frontend/friend_not_found.html", {"username": username}, status=404)
+    if friend.username != username:  # usernames match case-insensitively; keep one URL per user
+        return redirect("friend_page", username=friend.username)
+    is_self = friend.pk == request.user.pk
+    if not is_self and not friendships.are_friends(request.user, friend):
+        context = {"friend": friend, "relation": friendships.relation(request.user, friend)}
+        return render(request, "frontend/friend_forbidden.html", context, status=403)
+    context = {"friend": friend, "is_self": is_self, "ice_servers": settings.ICE_SERVERS}
+    return render(request, "frontend/friend_page.html", context)

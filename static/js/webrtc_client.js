@@ -1,0 +1,115 @@
+// WebRTC to the server: publish the microphone, or receive a friend's processed stream.
+// The server (aiortc) does not trickle ICE, so offers are sent once gathering is complete.
+
+import { api } from "./api.js";
+
+const GATHER_TIMEOUT_MS = 3000;
+const CONNECT_TIMEOUT_MS = 15000;
+const FAILED =
+  "The audio connection to the server could not be made. Check your network (a firewall may block it) and try again.";
+
+export class ConnectionFailed extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "ConnectionFailed";
+  }
+}
+
+/** The RTCIceServer list the page was rendered with (json_script id="ice-servers"). */
+export function iceServers() {
+  const node = document.getElementById("ice-servers");
+  try {
+    return node ? JSON.parse(node.textContent) : [];
+  } catch {
+    return [];
+  }
+}
+
+function gatheringComplete(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      pc.removeEventListener("icegatheringstatechange", check);
+      clearTimeout(timer);
+      resolve();
+    };
+    const check = () => pc.iceGatheringState === "complete" && done();
+    // Send what we have after a while: the server also learns peer-reflexive candidates.
+    const timer = setTimeout(done, GATHER_TIMEOUT_MS);
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+function connected(pc) {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (pc.connectionState === "connected") finish(resolve);
+      else if (pc.connectionState === "failed" || pc.connectionState === "closed") {
+        finish(() => reject(new ConnectionFailed(FAILED)));
+      }
+    };
+    const finish = (fn) => {
+      pc.removeEventListener("connectionstatechange", check);
+      clearTimeout(timer);
+      fn();
+    };
+    const timer = setTimeout(
+      () => finish(() => reject(new ConnectionFailed(FAILED))),
+      CONNECT_TIMEOUT_MS,
+    );
+    pc.addEventListener("connectionstatechange", check);
+    check();
+  });
+}
+
+/** Call onLost once if an established connection fails or closes. */
+function watch(pc, onLost) {
+  let reported = false;
+  pc.addEventListener("connectionstatechange", () => {
+    if (reported || !["failed", "closed"].includes(pc.connectionState)) return;
+    reported = true;
+    onLost();
+  });
+}
+
+async function negotiate(pc, url, extra) {
+  await pc.setLocalDescription(await pc.createOffer());
+  await gatheringComplete(pc);
+  const answer = await api(url, {
+    method: "POST",
+    body: { ...extra, sdp: pc.localDescription.sdp, type: pc.localDescription.type },
+  });
+  await pc.setRemoteDescription(answer);
+  await connected(pc);
+}
+
+/** Send `stream` (the microphone) for live session `sessionId`. Returns the open connection. */
+export async function publish(stream, sessionId, { onLost }) {
+  const pc = new RTCPeerConnection({ iceServers: iceServers() });
+  try {
+    for (const track of stream.getAudioTracks()) pc.addTrack(track, stream);
+    await negotiate(pc, "/api/webrtc/offer/", { session_id: sessionId });
+  } catch (err) {
+    pc.close();
+    throw err;
+  }
+  watch(pc, onLost);
+  return pc;
+}
+
+/** Receive `username`'s live stream. Resolves to {pc, stream} once audio flows. */
+export async function subscribe(username, { onLost }) {
+  const pc = new RTCPeerConnection({ iceServers: iceServers() });
+  const received = new Promise((resolve) => {
+    pc.addEventListener("track", (event) => resolve(event.streams[0] || new MediaStream([event.track])));
+  });
+  try {
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    await negotiate(pc, `/api/webrtc/listen/${encodeURIComponent(username)}/`, {});
+  } catch (err) {
+    pc.close();
+    throw err;
+  }
+  watch(pc, onLost);
+  return { pc, stream: await received };
+}
