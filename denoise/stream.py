@@ -1,0 +1,228 @@
+"""`Denoiser`: one audio stream's denoising, frame in -> frame out, with live controls.
+
+Each input frame yields exactly one output frame of the same format, size, pts and time base.
+The output lags the input by a constant `delay_samples`: the model's own delay plus silence
+primed into the output so that partial hops never leave a frame short. The original signal is
+delayed by the same amount, so switching denoising on or off cross-fades between two aligned
+signals and never shifts timing.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from types import TracebackType
+
+import av
+import numpy as np
+
+from denoise.audio import FrameCodec, FrameFormat, Mono, Planar, SampleFifo, stream_lag
+from denoise.engine import ATTEN_LIM_MAX_DB, DeepFilterNet3, Engine, EngineState, validate_atten_lim
+from denoise.exceptions import FormatError, FormatUnknownError, InvalidSettingError, StreamClosedError
+
+CROSSFADE_MS = 15.0
+SNR_SMOOTHING_S = 0.2  # time constant of the exponential average of the model's local SNR
+
+
+class _Pipeline:
+    """The per-format part of a stream: converters, hop buffer and the two aligned FIFOs."""
+
+    def __init__(self, fmt: FrameFormat, engine: Engine) -> None:
+        self.fmt = fmt
+        self.codec = FrameCodec(fmt, engine.sample_rate)
+        primed = stream_lag(fmt, engine.sample_rate, engine.hop_size)
+        self.delay_samples = primed + _model_delay(engine, fmt.sample_rate)
+        # The model's first output predates the stream; mute it rather than pass on its residue.
+        self.warmup = engine.delay_samples
+        self.hops = SampleFifo(1)
+        self.wet = SampleFifo(fmt.channels, primed=primed)
+        self.dry = SampleFifo(fmt.channels, primed=self.delay_samples)
+        self.fade_step = 1.0 / max(1.0, CROSSFADE_MS * fmt.sample_rate / 1000)
+
+
+def _model_delay(engine: Engine, sample_rate: int) -> int:
+    # The resamplers are time-aligned, so the model's delay just scales with the rate (rounded
+    # only for rates like 22.05 kHz where it is not a whole number of samples).
+    return round(engine.delay_samples * sample_rate / engine.sample_rate)
+
+
+def algorithmic_delay(
+    engine: Engine | None = None, sample_rate: int = 48_000, frame_samples: int = 960
+) -> int:
+    """The delay, in samples at `sample_rate`, of a Denoiser on `engine` (default DeepFilterNet3)
+    fed `frame_samples`-sample frames; known before any frame. Defaults: aiortc's format."""
+    engine = engine or DeepFilterNet3()
+    fmt = FrameFormat(sample_rate, "mono", "flt", frame_samples, 1)
+    return stream_lag(fmt, engine.sample_rate, engine.hop_size) + _model_delay(engine, sample_rate)
+
+
+class Denoiser:
+    """Denoises one stream of `av.AudioFrame`s (any rate, layout, sample format, frame size).
+
+    The first frame fixes the stream format; later frames must match it. Stereo is down-mixed
+    to mono for the model and the result copied to both channels (other layouts: FFmpeg's
+    standard down- and up-mix).
+
+    Controls (`enabled`, `atten_lim_db`) may be set from any thread at any time; they take effect
+    at the next frame. `enabled` cross-fades over 15 ms between denoised and original audio.
+    Native state is freed by `close()` (or leaving a `with` block); closing twice is harmless.
+    """
+
+    def __init__(
+        self,
+        *,
+        atten_lim_db: float = ATTEN_LIM_MAX_DB,
+        enabled: bool = True,
+        engine: Engine | None = None,
+    ) -> None:
+        self._atten_lim_db = validate_atten_lim(atten_lim_db)
+        self._enabled = validate_enabled(enabled)
+        self._engine: Engine = engine or DeepFilterNet3()
+        self._applied_atten = self._atten_lim_db
+        self._state: EngineState | None = self._engine.open(self._atten_lim_db)
+        self._pipeline: _Pipeline | None = None
+        self._gain = 1.0 if enabled else 0.0  # share of denoised audio in the output
+        self._snr_db: float | None = None
+        hop_seconds = self._engine.hop_size / self._engine.sample_rate
+        self._snr_alpha = 1.0 - math.exp(-hop_seconds / SNR_SMOOTHING_S)
+        self._lock = threading.Lock()  # one frame at a time; close() waits for a frame in flight
+
+    # -- controls ---------------------------------------------------------------------------
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = validate_enabled(value)
+
+    @property
+    def atten_lim_db(self) -> float:
+        """Most noise attenuation allowed, in dB: 0 keeps the noise, 100 removes all it can."""
+        return self._atten_lim_db
+
+    @atten_lim_db.setter
+    def atten_lim_db(self, value: float) -> None:
+        self._atten_lim_db = validate_atten_lim(value)
+
+    # -- read-outs --------------------------------------------------------------------------
+
+    @property
+    def snr_db(self) -> float | None:
+        """The model's local SNR estimate, smoothed over ~200 ms; None before the first frame."""
+        return self._snr_db
+
+    @property
+    def format(self) -> FrameFormat | None:
+        """The stream format fixed by the first frame, or None before it."""
+        return self._pipeline.fmt if self._pipeline else None
+
+    @property
+    def delay_samples(self) -> int:
+        """Constant output delay in samples of the stream's rate (same with denoising off)."""
+        if self._pipeline is None:
+            raise FormatUnknownError("the delay depends on the stream format: process a frame first")
+        return self._pipeline.delay_samples
+
+    @property
+    def delay_ms(self) -> float:
+        if self._pipeline is None:
+            raise FormatUnknownError("the delay depends on the stream format: process a frame first")
+        return 1000.0 * self._pipeline.delay_samples / self._pipeline.fmt.sample_rate
+
+    @property
+    def closed(self) -> bool:
+        return self._state is None
+
+    # -- processing -------------------------------------------------------------------------
+
+    def process(self, frame: av.AudioFrame) -> av.AudioFrame:
+        """Denoise one frame; returns a new frame of the same format, size, pts and time base."""
+        with self._lock:
+            state = self._live_state()
+            pipe = self._pipeline_for(frame)
+            if self._applied_atten != self._atten_lim_db:
+                self._applied_atten = self._atten_lim_db
+                state.set_atten_lim(self._applied_atten)
+            pipe.dry.push(pipe.codec.planar(frame))
+            pipe.hops.push(pipe.codec.model_input(frame).reshape(1, -1))
+            denoised = self._run_model(state, pipe)
+            if denoised.size:
+                pipe.wet.push(pipe.codec.from_model(denoised))
+            count = pipe.fmt.samples
+            if len(pipe.wet) < count:
+                raise FormatError(f"internal buffering fell short for {pipe.fmt}")  # a bug, not input
+            mixed = self._mix(pipe, pipe.wet.pop(count), pipe.dry.pop(count))
+            return pipe.codec.frame(mixed, frame.pts, frame.time_base)
+
+    def _live_state(self) -> EngineState:
+        if self._state is None:
+            raise StreamClosedError("this Denoiser is closed")
+        return self._state
+
+    def _pipeline_for(self, frame: av.AudioFrame) -> _Pipeline:
+        fmt = FrameFormat.of(frame)
+        if self._pipeline is None:
+            self._pipeline = _Pipeline(fmt, self._engine)
+        elif fmt != self._pipeline.fmt:
+            raise FormatError(f"stream format changed from {self._pipeline.fmt} to {fmt}: use a new Denoiser")
+        return self._pipeline
+
+    def _run_model(self, state: EngineState, pipe: _Pipeline) -> Mono:
+        hop = self._engine.hop_size
+        count = len(pipe.hops) // hop
+        if not count:
+            return np.zeros(0, dtype=np.float32)
+        pending = pipe.hops.pop(count * hop)[0]
+        outputs = []
+        for i in range(count):
+            out, lsnr = state.process_hop(pending[i * hop : (i + 1) * hop])
+            outputs.append(out)
+            self._smooth_snr(lsnr)
+        denoised = np.concatenate(outputs)
+        if pipe.warmup:
+            muted = min(pipe.warmup, denoised.size)
+            denoised[:muted] = 0.0
+            pipe.warmup -= muted
+        return denoised
+
+    def _smooth_snr(self, lsnr: float) -> None:
+        last = self._snr_db
+        self._snr_db = lsnr if last is None else last + self._snr_alpha * (lsnr - last)
+
+    def _mix(self, pipe: _Pipeline, wet: Planar, dry: Planar) -> Planar:
+        target = 1.0 if self._enabled else 0.0
+        start = self._gain
+        if start == target:
+            return wet if target == 1.0 else dry
+        step = pipe.fade_step if target > start else -pipe.fade_step
+        ramp = start + step * np.arange(1, wet.shape[1] + 1, dtype=np.float32)
+        gains = np.clip(ramp, 0.0, 1.0).astype(np.float32)
+        self._gain = float(gains[-1])
+        return dry + gains * (wet - dry)
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Free the native state (waits for a frame in flight). Safe to call more than once."""
+        with self._lock:
+            state, self._state = self._state, None
+            self._pipeline = None
+        if state is not None:
+            state.close()
+
+    def __enter__(self) -> Denoiser:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def validate_enabled(value: bool) -> bool:
+    """Return `value` if it is a bool, else raise InvalidSettingError (1 or "yes" are refused)."""
+    if not isinstance(value, bool):
+        raise InvalidSettingError(f"enabled must be True or False, got {value!r}")
+    return value
