@@ -13,9 +13,16 @@ PYTEST_ARGS ?=
 	touch $@
 
 # Debian packages the tests need (a real Chromium for the UI tests). Needs root.
+# nginx and coturn for the deploy tests, which start their own copies on free ports: the
+# system services these packages bring are stopped, so nothing is left holding ports 80/3478.
 .venv/.stamp-system: .venv/.stamp-deps
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+	command -v nginx >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null && $(STOP_SERVICE) nginx)
+	command -v turnserver >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >/dev/null && $(STOP_SERVICE) coturn)
 	touch $@
+
+# Stop and disable a service a package just started (systemd or not); never fails.
+STOP_SERVICE = sh -c 'systemctl disable --now "$$0" >/dev/null 2>&1 || service "$$0" stop >/dev/null 2>&1; true'
 
 system-deps: .venv/.stamp-system
 
@@ -50,3 +57,17 @@ bench: .venv/.stamp-system
 clean:
 	rm -rf .venv staticfiles .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# A self-signed certificate for a LAN name or address: make cert NAME=host.lan
+# -> $(CERT_DIR)/NAME.crt and NAME.key (docs/deploy.md says how to use a real one instead).
+CERT_DIR ?= certs
+cert:
+	@test -n "$(NAME)" || { echo "usage: make cert NAME=host.lan (or NAME=192.168.1.20)" >&2; exit 2; }
+	mkdir -p $(CERT_DIR)
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 -days 825 \
+	  -subj "/CN=$(NAME)" \
+	  -addext "subjectAltName=$$(echo '$(NAME)' | grep -Eq '^[0-9.]+$$|:' && echo IP || echo DNS):$(NAME)" \
+	  -addext "extendedKeyUsage=serverAuth" \
+	  -keyout $(CERT_DIR)/$(NAME).key -out $(CERT_DIR)/$(NAME).crt
+	chmod 600 $(CERT_DIR)/$(NAME).key
+	@openssl x509 -in $(CERT_DIR)/$(NAME).crt -noout -subject -ext subjectAltName -enddate

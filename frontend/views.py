@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from fc25_denoise.ice import ice_servers_for
 from users import friendships
 from users.exceptions import NotFound
 
 
 @login_required
 def main_view(request: HttpRequest) -> HttpResponse:
-    return render(request, "frontend/main.html", {"ice_servers": settings.ICE_SERVERS})
+    return render(request, "frontend/main.html", {"ice_servers": ice_servers_for(request.user)})
 
 
 @login_required
@@ -29,5 +29,5 @@ def friend_page(request: HttpRequest, username: str) -> HttpResponse:
     if not is_self and not friendships.are_friends(request.user, friend):
         context = {"friend": friend, "relation": friendships.relation(request.user, friend)}
         return render(request, "frontend/friend_forbidden.html", context, status=403)
-    context = {"friend": friend, "is_self": is_self, "ice_servers": settings.ICE_SERVERS}
+    context = {"friend": friend, "is_self": is_self, "ice_servers": ice_servers_for(request.user)}
     return render(request, "frontend/friend_page.html", context)
