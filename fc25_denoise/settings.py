@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -94,8 +95,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.config(
-        env="DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0
+    # An empty DATABASE_URL means "not set" (CI runs the SQLite variant with DATABASE_URL=).
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -151,20 +153,83 @@ REST_FRAMEWORK = {
 # Bodies above 64 KB are refused before parsing (413), see fc25_denoise.api_errors.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
+
+# --- deploy: ICE / TURN (fc25_denoise/ice.py, docs/deploy.md) ---
+def env_ice_servers(name: str) -> list[dict[str, object]]:
+    """A JSON list of RTCIceServer dictionaries, each with "urls" (a string or a list of strings)."""
+    raw = os.environ.get(name, "").strip() or "[]"
+    try:
+        servers = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"{name} must be a JSON list of RTCIceServer objects: {exc}") from exc
+    if not isinstance(servers, list) or not all(_is_ice_server(item) for item in servers):
+        raise ImproperlyConfigured(
+            f'{name} must be a JSON list like [{{"urls": "stun:stun.example.org:3478"}}], got {raw!r}'
+        )
+    if any("credential" in item for item in servers):
+        # Every page gets these: a long-lived TURN password must never be among them.
+        raise ImproperlyConfigured(
+            f"{name} must not carry credentials; for TURN set TURN_SECRET and TURN_URLS"
+        )
+    return servers
+
+
+def _is_ice_server(item: object) -> bool:
+    if not isinstance(item, dict):
+        return False
+    urls = item.get("urls")
+    if isinstance(urls, str):
+        urls = [urls]
+    return isinstance(urls, list) and bool(urls) and all(isinstance(u, str) and u for u in urls)
+
+
+# Used by the pages and by the server's own peers (through fc25_denoise.ice.ice_servers_for).
+ICE_SERVERS = env_ice_servers("ICE_SERVERS")
+# TURN REST API credentials (coturn use-auth-secret): with TURN_SECRET set, each signed-in user
+# gets a username "<expiry>:<user id>" and password base64(HMAC-SHA1(secret, username)).
+TURN_SECRET = os.environ.get("TURN_SECRET", "")
+TURN_URLS = env_list("TURN_URLS")
+TURN_TTL_S = env_int("TURN_TTL_S", 6 * 3600)
+if TURN_SECRET and not TURN_URLS:
+    raise ImproperlyConfigured("TURN_SECRET is set but TURN_URLS is empty: list the turn: URLs of the server")
+if not all(url.startswith(("turn:", "turns:")) for url in TURN_URLS):
+    raise ImproperlyConfigured(f"TURN_URLS must be turn: or turns: URLs, got {TURN_URLS!r}")
+if TURN_TTL_S < 60:
+    raise ImproperlyConfigured(f"TURN_TTL_S must be at least 60 seconds, got {TURN_TTL_S}")
+# --- end deploy: ICE / TURN ---
+
 # Media / streaming settings (used by streams/).
-ICE_SERVERS = json.loads(os.environ.get("ICE_SERVERS", "[]"))
 RECORD_RAW = env_bool("RECORD_RAW", default=True)
 MAX_LISTENERS_PER_STREAM = env_int("MAX_LISTENERS_PER_STREAM", 100)
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# --- deploy: production mode (DEBUG=0, see docs/deploy.md) ---
+SESSION_COOKIE_HTTPONLY = True
+# The pages' JavaScript reads the CSRF cookie (static/js/api.js), so it cannot be HTTP-only.
+CSRF_COOKIE_HTTPONLY = False
+# Monitoring may ask Daphne directly over plain HTTP on loopback; nothing secret is on these.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=True)
     SECURE_CONTENT_TYPE_NOSNIFF = True
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured(
+            "ALLOWED_HOSTS must list the site's host names when DEBUG=0 (e.g. ALLOWED_HOSTS=talk.example.org)"
+        )
+    if DATABASES["default"].get("ENGINE") != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            "DEBUG=0 needs PostgreSQL: set DATABASE_URL=postgres://USER:PASSWORD@HOST:5432/NAME"
+        )
+    if not REDIS_URL:
+        raise ImproperlyConfigured(
+            "DEBUG=0 needs Redis for the channel layer and presence: set REDIS_URL=redis://127.0.0.1:6379/0"
+        )
+# --- end deploy: production mode ---
 
 LOGGING = {
     "version": 1,
@@ -174,3 +239,52 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+
+# --- users (accounts & friends API) ---
+# Bodies nested too deep for Python's JSON decoder are a 400, not a RecursionError (500).
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["fc25_denoise.api_parsers.JSONParser"]
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Writers take SQLite's write lock at BEGIN and wait up to 20 s for each other, instead of
+    # failing with "database is locked" when two transactions upgrade their locks at once.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
+    # The default in-memory test database uses SQLite's shared cache, whose table locks never
+    # wait, so concurrent writers fail; a file per test process does wait.
+    DATABASES["default"].setdefault("TEST", {}).setdefault(
+        "NAME", str(Path(tempfile.gettempdir()) / f"realtime-denoise-test-{os.getpid()}.sqlite3")
+    )
+# --- end users ---
+
+
+# --- presence (streams/presence.py) ---
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds, got {raw!r}") from exc
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+# A user whose last socket closed stays "online" this long (a page reload is not an absence).
+PRESENCE_GRACE_S = _env_seconds("PRESENCE_GRACE_S", 5.0)
+# Each process refreshes its heartbeat key every PRESENCE_HEARTBEAT_S; a process whose key is
+# older than PRESENCE_TTL_S is dead: its users go offline after the grace, its streams end.
+PRESENCE_TTL_S = _env_seconds("PRESENCE_TTL_S", 15.0)
+PRESENCE_HEARTBEAT_S = _env_seconds("PRESENCE_HEARTBEAT_S", min(5.0, PRESENCE_TTL_S / 3))
+if not 0 < PRESENCE_HEARTBEAT_S < PRESENCE_TTL_S:
+    raise ImproperlyConfigured("PRESENCE_HEARTBEAT_S must be above 0 and below PRESENCE_TTL_S")
+PRESENCE_REDIS_PREFIX = os.environ.get("PRESENCE_REDIS_PREFIX", "presence")
+if REDIS_URL:
+    # redis-py 8 reads with a 5 s socket timeout by default, the same length as channels-redis
+    # 4.3's blocking BZPOPMIN: idle consumers then die with "Timeout reading from" (1011) and
+    # closing sockets hang 5 s (django/channels_redis#422). Blocking reads need no client timeout.
+    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [{"address": REDIS_URL, "socket_timeout": None}]
+# --- end presence ---
+
+# --- live path (streams/registry.py, streams/session.py) ---
+# A live broadcaster whose presence has been seen and then stays offline this long (after
+# presence's own PRESENCE_GRACE_S) loses the stream: the page is gone, the beacon was lost.
+STREAM_OFFLINE_GRACE_S = _env_seconds("STREAM_OFFLINE_GRACE_S", 5.0)
+# --- end live path ---

@@ -3,3 +3,8 @@ from django.apps import AppConfig
 
 class StreamsConfig(AppConfig):
     name = "streams"
+
+    def ready(self) -> None:
+        from streams import receivers
+
+        receivers.connect()

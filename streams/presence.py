@@ -1,32 +1,345 @@
-"""Presence: who is online and live, shared between processes (placeholder, see issue #6)."""
+"""Presence: who is online and who is live, shared between processes, told to friends only.
+
+`Presence` keeps the state in a `PresenceStore` (Redis with per-process keys and expiry, or
+memory without REDIS_URL) and fans changes out through the channel layer to the `user.<id>`
+groups of the user's friends (and `stream.<id>` for sockets on the user's page). Each event
+carries a per-user sequence number from the store so consumers drop one overtaken by a newer
+one sent from another process. Background work (heartbeat, reaper, grace timers) starts on
+`start()` or the first socket and stops in `aclose()`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import logging
+import os
+import secrets
+import socket
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import DatabaseError
+from redis.exceptions import RedisError
+
+from streams.presence_fanout import (
+    PresenceDatabase,
+    audience,
+    friend_graph,
+    group_send_many,
+    iso,
+    username_of,
+)
+from streams.presence_store import MemoryStore, PresenceStore, Reaped, RedisStore, StreamState
+from users.models import User
+
+log = logging.getLogger(__name__)
+# Redis (or the database) unreachable: presence degrades, logged, instead of failing its caller.
+STORE_ERRORS = (RedisError, OSError, DatabaseError)
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def stream_group(user_id: int) -> str:
+    return f"stream.{user_id}"
+
+
+@dataclass
+class Snapshot:
+    payload: dict[str, Any]
+    friend_ids: set[int]
+
+
+def _default_store() -> PresenceStore:
+    if not settings.REDIS_URL:
+        return MemoryStore()
+    pid = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+    return RedisStore(settings.REDIS_URL, settings.PRESENCE_REDIS_PREFIX, pid)
 
 
 class Presence:
     """Implements `streams.events.StreamEvents`; one per process, owned by `Services`."""
 
+    def __init__(
+        self,
+        *,
+        store: PresenceStore | None = None,
+        grace_s: float | None = None,
+        ttl_s: float | None = None,
+        heartbeat_s: float | None = None,
+    ) -> None:
+        self.store = store if store is not None else _default_store()
+        self.grace_s = settings.PRESENCE_GRACE_S if grace_s is None else grace_s
+        self.ttl_s = settings.PRESENCE_TTL_S if ttl_s is None else ttl_s
+        self.heartbeat_s = settings.PRESENCE_HEARTBEAT_S if heartbeat_s is None else heartbeat_s
+        self._local: Counter[int] = Counter()  # presence sockets open in this process
+        self._owned: dict[int, StreamState] = {}  # streams this process reported started
+        self._timers: dict[int, asyncio.Task[None]] = {}
+        self._ticker: asyncio.Task[None] | None = None
+        self._start_lock = asyncio.Lock()
+        self._closed = False
+        self._db = PresenceDatabase()
+        self._names: dict[int, str] = {}  # usernames do not change once taken
+
+    @property
+    def _grace_ms(self) -> int:
+        return int(self.grace_s * 1000)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
     async def start(self) -> None:
-        return None
+        if self._ticker is not None:
+            return
+        async with self._start_lock:
+            if self._ticker is not None or self._closed:
+                return
+            if isinstance(self.store, MemoryStore):
+                # This process is the only one: nobody can be online before its first socket.
+                await self._db.run(User.objects.filter(is_online=True).update, is_online=False)
+            await self._tick()
+            self._ticker = asyncio.create_task(self._tick_loop(), name="presence-heartbeat")
 
     async def aclose(self) -> None:
-        return None
+        self._closed = True
+        tasks = [t for t in (self._ticker, *self._timers.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._timers.clear()
+        if self._ticker is not None:
+            self._ticker = None
+            with contextlib.suppress(*STORE_ERRORS):
+                reaped = await self.store.leave(self._grace_ms)
+                await self._ended(reaped.ended)
+                if isinstance(self.store, MemoryStore):  # no other process will finish these
+                    for uid in reaped.in_grace:
+                        await self._expire(uid)
+        await self.store.aclose()
+        await self._db.aclose()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            try:
+                await self._tick()
+            except STORE_ERRORS:
+                log.warning("Presence heartbeat failed; retrying in %.1f s", self.heartbeat_s, exc_info=True)
+
+    async def _tick(self) -> None:
+        """Heartbeat, then reap dead processes, then finish grace periods that are due."""
+        if await self.store.beat(int(self.ttl_s * 1000)):
+            for uid, seq in await self.store.restore(dict(self._local), dict(self._owned)):
+                await self._announce(uid, True, seq)
+        await self._reaped(await self.store.reap(self._grace_ms))
+        for uid in await self.store.due():
+            await self._expire(uid)
+
+    async def _reaped(self, reaped: Reaped) -> None:
+        if reaped.in_grace or reaped.ended:
+            log.info(
+                "Reaped a dead process: %d users in grace, %d streams ended",
+                len(reaped.in_grace),
+                len(reaped.ended),
+            )
+        for uid in reaped.in_grace:
+            self._schedule_expire(uid)
+        await self._ended(reaped.ended)
+
+    async def _ended(self, ended: list[tuple[int, int]]) -> None:
+        """Streams whose process died: the live path cannot clear their flag, so we do."""
+        for uid, seq in ended:
+            await self._publish_stream(uid, seq, None, flags={"is_streaming": False})
+
+    # -- sockets -----------------------------------------------------------------------------
+
+    async def socket_opened(self, user_id: int) -> None:
+        """Count a new socket; raises STORE_ERRORS only if it was not counted."""
+        await self.start()
+        seq = await self.store.connect(user_id)
+        self._local[user_id] += 1
+        if seq:
+            try:
+                await self._announce(user_id, True, seq)
+            except STORE_ERRORS:
+                log.warning("Could not tell user %s's friends they came online", user_id, exc_info=True)
+
+    async def socket_closed(self, user_id: int) -> None:
+        self._local[user_id] -= 1
+        if self._local[user_id] <= 0:
+            del self._local[user_id]
+        if await self.store.disconnect(user_id, self._grace_ms):
+            self._schedule_expire(user_id)
+
+    def _schedule_expire(self, user_id: int) -> None:
+        if self._closed:
+            return
+        old = self._timers.pop(user_id, None)
+        if old is not None:
+            old.cancel()
+        self._timers[user_id] = asyncio.create_task(self._expire_later(user_id))
+
+    async def _expire_later(self, user_id: int) -> None:
+        await asyncio.sleep(self.grace_s)
+        self._timers.pop(user_id, None)
+        try:
+            await self._expire(user_id)
+        except STORE_ERRORS:
+            log.warning("Grace expiry for user %s failed; the reaper retries", user_id, exc_info=True)
+
+    async def _expire(self, user_id: int) -> None:
+        seq = await self.store.expire(user_id)
+        if seq:
+            await self._announce(user_id, False, seq)
+
+    async def _announce(self, user_id: int, online: bool, seq: int) -> None:
+        event = {"type": "presence", "is_online": online}
+        await self._publish(user_id, f"p:{user_id}", seq, event, flags={"is_online": online})
+
+    async def is_online(self, user_id: int) -> bool:
+        try:
+            return await self.store.count(user_id) > 0
+        except STORE_ERRORS:
+            log.warning("Presence store unreachable; reporting user %s online", user_id, exc_info=True)
+            return True  # never end a stream because Redis blinked
+
+    # -- streams (StreamEvents) --------------------------------------------------------------
 
     async def stream_started(
         self, user_id: int, *, started_at: dt.datetime, denoise: bool, atten_lim_db: float
     ) -> None:
-        return None
+        state = StreamState(started_at=iso(started_at) or "", denoise=denoise, atten_lim_db=atten_lim_db)
+        self._owned[user_id] = state
+        try:
+            await self.start()
+            await self._publish_stream(user_id, await self.store.stream_start(user_id, state), state)
+        except STORE_ERRORS:
+            log.warning("Could not publish the start of user %s's stream", user_id, exc_info=True)
 
     async def stream_ended(self, user_id: int) -> None:
-        return None
+        self._owned.pop(user_id, None)
+        try:
+            await self._publish_stream(user_id, await self.store.stream_end(user_id), None)
+        except STORE_ERRORS:
+            log.warning("Could not publish the end of user %s's stream", user_id, exc_info=True)
 
     async def settings_changed(self, user_id: int, *, denoise: bool, atten_lim_db: float) -> None:
-        return None
+        if user_id in self._owned:
+            self._owned[user_id].denoise, self._owned[user_id].atten_lim_db = denoise, atten_lim_db
+        event = {"type": "settings", "denoise": denoise, "atten_lim_db": atten_lim_db}
+        try:
+            await self.store.stream_update(user_id, denoise=denoise, atten_lim_db=atten_lim_db)
+            await self._publish_page(user_id, event, own=False)
+        except STORE_ERRORS:
+            log.warning("Could not publish user %s's new settings", user_id, exc_info=True)
 
     async def listeners_changed(self, user_id: int, count: int) -> None:
-        return None
+        if user_id in self._owned:
+            self._owned[user_id].listeners = count
+        try:
+            await self.store.stream_update(user_id, listeners=count)
+            await self._publish_page(user_id, {"type": "listeners", "count": count}, own=True)
+        except STORE_ERRORS:
+            log.warning("Could not publish user %s's listener count", user_id, exc_info=True)
 
-    async def is_online(self, user_id: int) -> bool:
-        return False
+    async def _publish_stream(
+        self, user_id: int, seq: int, state: StreamState | None, flags: dict[str, bool] | None = None
+    ) -> None:
+        event = {
+            "type": "streaming_status",
+            "is_streaming": state is not None,
+            "started_at": state.started_at if state else None,
+            "denoise": state.denoise if state else None,
+        }
+        await self._publish(user_id, f"s:{user_id}", seq, event, stream=True, flags=flags)
+
+    # -- fan-out -----------------------------------------------------------------------------
+
+    async def _publish(
+        self,
+        user_id: int,
+        key: str,
+        seq: int,
+        event: dict[str, Any],
+        *,
+        stream: bool = False,
+        flags: dict[str, bool] | None = None,
+    ) -> None:
+        """Send `event` about `user_id` to the user's friends; stream news also to the user's own
+        sockets (other tabs) and to viewers of the user's page. `flags` are written to the
+        user's row first, in the same trip to the database."""
+        found = await self._db.run(audience, user_id, self._names.get(user_id), **(flags or {}))
+        if found is None:
+            return
+        username, friends = found
+        self._names[user_id] = username
+        event = {"type": event["type"], "username": username, **event}
+        message = {"type": "presence.event", "about": user_id, "key": key, "seq": seq, "event": event}
+        groups = [user_group(uid) for uid in (*friends, *([user_id] if stream else []))]
+        layer = get_channel_layer()
+        sends = [group_send_many(layer, groups, message)]
+        if stream:
+            page = {"type": "stream.event", "key": key, "seq": seq, "event": event}
+            sends.append(layer.group_send(stream_group(user_id), page))
+        await asyncio.gather(*sends)
+
+    async def _publish_page(self, user_id: int, event: dict[str, Any], *, own: bool) -> None:
+        """Send `event` about the user's stream to its page viewers (and the user's own sockets)."""
+        username = self._names.get(user_id) or await self._db.run(username_of, user_id)
+        if username is None:
+            return
+        self._names[user_id] = username
+        event = {"type": event["type"], "username": username, **event}
+        layer = get_channel_layer()
+        sends = [layer.group_send(stream_group(user_id), {"type": "stream.event", "event": event})]
+        if own:
+            sends.append(layer.group_send(user_group(user_id), {"type": "presence.forward", "event": event}))
+        await asyncio.gather(*sends)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def snapshot(self, user_id: int) -> Snapshot:
+        """Every friend's state and my pending requests: the socket's first message and the poll."""
+        friends, incoming, outgoing = await self._db.run(friend_graph, user_id)
+        ids = [uid for uid, _ in friends]
+        online, streams = await self.store.online(ids), await self.store.streams(ids)
+        payload = {
+            "type": "snapshot",
+            "friends": [_entry(uid, name, uid in online, streams.get(uid)) for uid, name in friends],
+            "requests": {"incoming": incoming, "outgoing": outgoing},
+        }
+        return Snapshot(payload=payload, friend_ids=set(ids))
+
+    async def friend_entry(self, user_id: int, username: str) -> dict[str, Any]:
+        online = await self.store.online([user_id])
+        return _entry(
+            user_id, username, user_id in online, (await self.store.streams([user_id])).get(user_id)
+        )
+
+    async def stream_state(self, user_id: int, username: str) -> dict[str, Any]:
+        state = (await self.store.streams([user_id])).get(user_id)
+        return {
+            "type": "stream_state",
+            "username": username,
+            "is_streaming": state is not None,
+            "started_at": state.started_at if state else None,
+            "denoise": state.denoise if state else None,
+            "atten_lim_db": state.atten_lim_db if state else None,
+            "listeners": state.listeners if state else 0,
+        }
+
+
+def _entry(user_id: int, username: str, online: bool, stream: StreamState | None) -> dict[str, Any]:
+    return {
+        "id": user_id,
+        "username": username,
+        "is_online": online,
+        "is_streaming": stream is not None,
+        "started_at": stream.started_at if stream else None,
+        "listeners": stream.listeners if stream else 0,
+    }

@@ -1,5 +1,10 @@
-"""WebSocket routes (filled by the presence and live-path consumers)."""
+"""WebSocket routes (asgi.py wraps them in origin checking and session authentication)."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-websocket_urlpatterns: list[URLPattern] = []
+from streams.consumers import PresenceConsumer, StreamConsumer
+
+websocket_urlpatterns: list[URLPattern] = [
+    path("ws/presence/", PresenceConsumer.as_asgi(), name="ws-presence"),
+    path("ws/stream/<str:username>/", StreamConsumer.as_asgi(), name="ws-stream"),
+]

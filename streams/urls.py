@@ -1,5 +1,33 @@
-"""Stream, WebRTC and recording API routes."""
+"""Stream, WebRTC and recording API routes (mounted under /api/)."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from streams import presence_views, recording_views, stream_views
+
+urlpatterns: list[URLPattern] = [
+    # <key> is a username for GET and a recording id for DELETE (usernames may be all digits).
+    path("recordings/<str:key>/", recording_views.RecordingsView.as_view(), name="recordings"),
+    path(
+        "recordings/<int:recording_id>/audio/",
+        recording_views.recording_file,
+        {"raw": False},
+        name="recording-audio",
+    ),
+    path(
+        "recordings/<int:recording_id>/raw/",
+        recording_views.recording_file,
+        {"raw": True},
+        name="recording-raw",
+    ),
+    # --- presence (polling fallback of ws/presence/) ---
+    path("presence/", presence_views.presence, name="api-presence"),
+    # --- end presence ---
+    # --- live path (streams/stream_views.py) ---
+    path("stream/start/", stream_views.start_stream, name="stream-start"),
+    path("stream/stop/", stream_views.stop_stream, name="stream-stop"),
+    path("stream/settings/", stream_views.stream_settings, name="stream-settings"),
+    path("stream/status/<str:username>/", stream_views.stream_status, name="stream-status"),
+    path("webrtc/offer/", stream_views.webrtc_offer, name="webrtc-offer"),
+    path("webrtc/listen/<str:username>/", stream_views.webrtc_listen, name="webrtc-listen"),
+    # --- end live path ---
+]

@@ -1,0 +1,354 @@
+"""Live path benchmark: broadcasts, fan-out, server-added latency and memory over a long stream.
+
+    scripts/netns-run .venv/bin/python -m bench.live_bench [--quick] [--minutes M]
+
+The server is a real `daphne` subprocess on a throw-away SQLite database; the aiortc clients run
+in other processes (`--worker`). Server figures (CPU from /proc, /metrics counters) are the
+daphne process's own. Writes the "live" section of docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.live_clients import finish, start_worker
+
+ROOT = Path(__file__).resolve().parent.parent
+LATE_LIMIT = 0.01
+
+
+# -- the server and its numbers -----------------------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    at: float
+    cpu_s: float
+    metrics: dict[str, float]
+    latency_buckets: list[tuple[float, float]]
+
+
+def snapshot(server: Any) -> Snapshot:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib_open(server.base_url + "/metrics") as response:
+        text = response.read().decode()
+    values: dict[str, float] = {}
+    buckets: list[tuple[float, float]] = []
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "rd_server_latency_seconds_bucket":
+                buckets.append((float(sample.labels["le"]), sample.value))
+            elif not sample.labels:
+                values[sample.name] = sample.value
+    return Snapshot(time.monotonic(), server.cpu_seconds(), values, buckets)
+
+
+def urllib_open(url: str) -> Any:
+    import urllib.request
+
+    return urllib.request.urlopen(url, timeout=10)  # noqa: S310 - our own loopback server
+
+
+def delta(a: Snapshot, b: Snapshot, name: str) -> float:
+    return b.metrics.get(name, 0.0) - a.metrics.get(name, 0.0)
+
+
+def latency_p(a: Snapshot, b: Snapshot, q: float) -> float:
+    """Quantile of the server-added latency between two snapshots (linear within a bucket)."""
+    counts = [(le, vb - va) for (le, vb), (_, va) in zip(b.latency_buckets, a.latency_buckets, strict=True)]
+    total = counts[-1][1]
+    if total <= 0:
+        return float("nan")
+    lower_le, lower_n = 0.0, 0.0
+    for le, n in counts:
+        if n >= q * total:
+            if le == float("inf"):
+                return lower_le
+            return lower_le + (le - lower_le) * (q * total - lower_n) / max(n - lower_n, 1e-9)
+        lower_le, lower_n = le, n
+    return lower_le
+
+
+@dataclass
+class Window:
+    seconds: float
+    cores: float  # server CPU, in cores
+    frames: float
+    late: float  # share of processed frames
+    input_dropped: float
+    silence: float  # share of listener packets that were silence
+    queue_dropped: float
+    p50_ms: float
+    p95_ms: float
+
+
+def measure(server: Any, seconds: float) -> Window:
+    a = snapshot(server)
+    time.sleep(seconds)
+    b = snapshot(server)
+    frames = delta(a, b, "rd_frames_processed_total")
+    handed = delta(a, b, "rd_server_latency_seconds_count") + delta(a, b, "rd_listener_silence_packets_total")
+    return Window(
+        seconds=b.at - a.at,
+        cores=(b.cpu_s - a.cpu_s) / (b.at - a.at),
+        frames=frames,
+        late=delta(a, b, "rd_frames_late_total") / max(frames, 1),
+        input_dropped=delta(a, b, "rd_input_frames_dropped_total"),
+        silence=delta(a, b, "rd_listener_silence_packets_total") / max(handed, 1),
+        queue_dropped=delta(a, b, "rd_listener_packets_dropped_total"),
+        p50_ms=1000 * latency_p(a, b, 0.5),
+        p95_ms=1000 * latency_p(a, b, 0.95),
+    )
+
+
+def wait_live(server: Any, streams: int, listeners: int, within: float = 120.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        s = snapshot(server)
+        if s.metrics.get("rd_live_streams") == streams and s.metrics.get("rd_listeners") == listeners:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{streams} streams / {listeners} listeners never came up")
+
+
+# -- scenarios ------------------------------------------------------------------------------------
+
+
+def run(
+    server: Any, keys: dict[str, str], pairs: list[tuple[str, str]], seconds: float, split: int = 1
+) -> Any:
+    """Broadcasts for the distinct owners in `pairs` (owner, listener); measure after warm-up."""
+    owners = sorted({o for o, _ in pairs})
+    b = start_worker(
+        {
+            "base_url": server.base_url,
+            "role": "broadcast",
+            "peers": [{"key": keys[o]} for o in owners],
+        }
+    )
+    wait_live(server, len(owners), 0)
+    chunks = [pairs[i::split] for i in range(split)]
+    listeners = [
+        start_worker(
+            {
+                "base_url": server.base_url,
+                "role": "listen",
+                "peers": [{"key": keys[u], "owner": o} for o, u in chunk],
+            }
+        )
+        for chunk in chunks
+        if chunk
+    ]
+    wait_live(server, len(owners), len(pairs))
+    time.sleep(3)  # warm-up
+    window = measure(server, seconds)
+    results = [finish(w) for w in listeners]
+    finish(b)
+    wait_live(server, 0, 0)  # every stream ended before the next step
+    gaps = sum(sum(r["gaps"]) for r in results)
+    return window, gaps
+
+
+def make_people(broadcasters: int, listeners: int, fans: int) -> dict[str, str]:
+    """Users b<i> (each with a friend l<i>) and f<j> (friends of b0); returns session keys."""
+    from django.test import Client
+
+    from users.models import Friendship, User
+
+    users = {}
+    for name in (
+        [f"b{i}" for i in range(broadcasters)]
+        + [f"l{i}" for i in range(listeners)]
+        + [f"f{j}" for j in range(fans)]
+    ):
+        users[name] = User.objects.create(username=name)
+    links = [(f"b{i}", f"l{i}") for i in range(listeners)] + [("b0", f"f{j}") for j in range(fans)]
+    for a, b in links:
+        low, high = sorted((users[a], users[b]), key=lambda u: u.pk)
+        Friendship.objects.create(user_a=low, user_b=high)
+    keys = {}
+    for name, user in users.items():
+        client = Client()
+        client.force_login(user)
+        keys[name] = client.cookies["sessionid"].value
+    return keys
+
+
+def capacity(
+    server: Any, keys: dict[str, str], steps: list[int], seconds: float
+) -> list[tuple[int, Window, int]]:
+    rows = []
+    for n in steps:
+        window, gaps = run(server, keys, [(f"b{i}", f"l{i}") for i in range(n)], seconds)
+        rows.append((n, window, gaps))
+        print(f"capacity n={n}: {window}", flush=True)
+        if window.late >= LATE_LIMIT or window.input_dropped > 0:
+            break
+    return rows
+
+
+def memory(server: Any, keys: dict[str, str], minutes: float) -> list[tuple[float, float]]:
+    seconds = minutes * 60
+    b = start_worker(
+        {
+            "base_url": server.base_url,
+            "role": "broadcast",
+            "peers": [{"key": keys["b0"]}],
+        }
+    )
+    wait_live(server, 1, 0)
+    lw = start_worker(
+        {
+            "base_url": server.base_url,
+            "role": "listen",
+            "peers": [{"key": keys["l0"], "owner": "b0"}],
+        }
+    )
+    wait_live(server, 1, 1)
+    time.sleep(20)  # warm-up: model, codecs and buffers reach their working size
+    start, samples = time.monotonic(), []
+    while time.monotonic() - start < seconds:
+        samples.append((time.monotonic() - start, server.rss_bytes() / 2**20))
+        time.sleep(10)
+    samples.append((time.monotonic() - start, server.rss_bytes() / 2**20))
+    finish(lw)
+    finish(b)
+    wait_live(server, 0, 0)
+    return samples
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def _fmt(w: Window) -> str:
+    return (
+        f"{w.late:.2%} | {w.input_dropped:.0f} | {w.silence:.2%} | {w.queue_dropped:.0f} | "
+        f"{w.cores:.2f} | {w.p50_ms:.0f} / {w.p95_ms:.0f} ms"
+    )
+
+
+def _fits(cores: int, per_stream: float) -> int:
+    return int(0.8 * cores / per_stream) if per_stream > 0 else 0
+
+
+def report(
+    cap: list[tuple[int, Window, int]],
+    fan: tuple[int, Window, int],
+    mem: list[tuple[float, float]],
+    minutes: float,
+) -> str:
+    import numpy as np
+
+    ok = [(n, w) for n, w, _ in cap if w.late < LATE_LIMIT and w.input_dropped == 0]
+    best_n, best = ok[-1] if ok else (0, cap[0][1])
+    per_stream = best.cores / max(best_n, 1)
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0]
+    fans, fw, fgaps = fan
+    one = cap[0][1].cores  # one broadcast with one listener
+    per_listener = (fw.cores - one) / max(fans - 1, 1)
+    t, rss = np.array([s[0] for s in mem]), np.array([s[1] for s in mem])
+    slope = float(np.polyfit(t, rss, 1)[0]) * 600 if len(t) > 2 else float("nan")
+    lines = [
+        f"Machine load at the end (1-min load average): {load:.2f} on {cores} CPUs, shared with other jobs;",
+        "the aiortc clients run on the same cores as the server.",
+        "",
+        "| measure | result | goal |",
+        "| --- | --- | --- |",
+        f"| (a) concurrent denoised broadcasts, 1 listener each, < 1% late | **{best_n}** "
+        f"(largest N measured: {cap[-1][0]}) | >= 16 |",
+        f"| (a) server CPU per broadcast (incl. its listener) | {per_stream:.2f} cores -> projection "
+        f"{_fits(cores, per_stream)} broadcasts on {cores} idle cores (80% budget), "
+        f"{_fits(16, per_stream)} on 16 | |",
+        f"| (b) one broadcast to {fans} listeners | {fw.late:.2%} late, {fw.silence:.2%} silence, "
+        f"{fw.queue_dropped:.0f} queue drops, {fgaps} client gaps > 100 ms | < 1% late |",
+        f"| (b) server CPU per listener | {1000 * per_listener:.1f} millicores "
+        f"({fw.cores:.2f} cores in all) | |",
+        f"| (c) server-added latency p95 (1 broadcast, 1 listener; incl. the engine's 30 ms) "
+        f"| {cap[0][1].p95_ms:.0f} ms (p50 {cap[0][1].p50_ms:.0f} ms) | <= 50 ms |",
+        f"| (d) server RSS growth, 1 broadcast + 1 listener over {minutes:g} min | "
+        f"{rss[-1] - rss[0]:+.1f} MB ({rss[0]:.0f} -> {rss[-1]:.0f} MB); linear trend "
+        f"{slope:+.1f} MB per 10 min (extrapolated from {minutes:g} min) | <= 20 MB / 10 min |",
+        "",
+        "Broadcast ramp (each step: N broadcasts of noisy speech + N listeners, measured after warm-up):",
+        "",
+        "| N | frames late | input frames dropped | listener silence | queue drops | server CPU "
+        "| latency p50 / p95 |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *[f"| {n} | {_fmt(w)} |" for n, w, _ in cap],
+        f"| fan-out: 1 x {fans} | {_fmt(fw)} |",
+        "",
+        "A frame is late when its packet reaches the listeners' queues more than 20 ms after the frame",
+        "arrived; latency runs from a frame's arrival to its packet's hand-off to each listener's sender,",
+        "plus the engine's constant 30 ms delay. CPU is the daphne process's user + system time.",
+    ]
+    return "\n".join(lines)
+
+
+def prepare_database(folder: Path) -> dict[str, str]:
+    env = {
+        "DATABASE_URL": f"sqlite:///{folder / 'bench.sqlite3'}",
+        "MEDIA_ROOT": str(folder / "media"),
+        "MAX_LISTENERS_PER_STREAM": "500",
+        "LOG_LEVEL": "WARNING",
+        "REDIS_URL": "",
+    }
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fc25_denoise.settings")
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True)
+    import django
+
+    django.setup()
+    return env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="short windows and a small ramp")
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="length of the memory run (default 10, quick 1)"
+    )
+    args = parser.parse_args()
+    minutes = args.minutes or (1.0 if args.quick else 10.0)
+    steps = [1, 2, 4] if args.quick else [1, 2, 3, 4, 6, 8, 12, 16]
+    seconds = 8.0 if args.quick else 15.0
+    fans = 100
+
+    from streams.tests.daphne_proc import DaphneServer
+
+    with tempfile.TemporaryDirectory(prefix="live-bench-") as tmp:
+        env = prepare_database(Path(tmp))
+        keys = make_people(max(steps), max(steps), fans)
+        server = DaphneServer(env, Path(tmp) / "daphne.log")
+        server.start()
+        try:
+            cap = capacity(server, keys, steps, seconds)
+            fan = (
+                fans + 1,
+                *run(server, keys, [("b0", "l0")] + [("b0", f"f{j}") for j in range(fans)], seconds, 4),
+            )
+            print(f"fan-out: {fan}", flush=True)
+            mem = memory(server, keys, minutes)
+            print(f"memory: {mem}", flush=True)
+        finally:
+            server.stop()
+    from bench.report import write_section
+
+    body = report(cap, fan, mem, minutes)  # type: ignore[arg-type]
+    print(body)
+    write_section("live", "Live path (WebRTC in, denoise, fan-out)", body)
+
+
+if __name__ == "__main__":
+    main()
