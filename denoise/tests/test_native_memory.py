@@ -11,9 +11,9 @@ from pathlib import Path
 from denoise.engine import DeepFilterNet3
 from denoise.stream import Denoiser
 
-# Each Denoiser compiles the model (~0.45 s of CPU), so 200 cycles would cost ~90 s of CPU;
-# 40 keep the module fast and still catch any leak of more than ~2% of a state (~12 MB).
-CYCLES = 40
+# The figure. Each Denoiser compiles the model (~0.35 s of CPU), so this is the
+# slowest engine test (~70 s on 2 cores); a leak of even 1% of a state would show.
+CYCLES = 200
 ALLOWED_GROWTH_MB = 8.0
 
 
