@@ -1,1 +1,67 @@
-"""Shared pytest setup: each app's tests/conftest.py holds its own fixtures."""
+"""Fixtures every app's tests share: people, friendships, logged-in clients.
+
+Each app's tests/conftest.py adds its own (database snapshots, services, browsers...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from pytest_django.fixtures import Settings
+from rest_framework.test import APIClient
+
+from fc25_denoise.testing import PASSWORD, MakeUser
+from users.models import Friendship, User
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Settings) -> None:
+    """PBKDF2's deliberate slowness (~0.3 s a user) is not what the tests measure."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def make_user(db: None) -> MakeUser:
+    def make(username: str) -> User:
+        return User.objects.create_user(username=username, password=PASSWORD)
+
+    return make
+
+
+@pytest.fixture
+def alice(make_user: MakeUser) -> User:
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user: MakeUser) -> User:
+    return make_user("bob")
+
+
+@pytest.fixture
+def carol(make_user: MakeUser) -> User:
+    return make_user("carol")
+
+
+@pytest.fixture
+def befriend(db: None) -> Callable[[User, User], None]:
+    """Make two users friends directly (the rules themselves are tested in users/)."""
+
+    def make(a: User, b: User) -> None:
+        low, high = sorted((a, b), key=lambda u: u.pk)
+        Friendship.objects.create(user_a=low, user_b=high)
+
+    return make
+
+
+@pytest.fixture
+def client_for() -> Callable[[User], APIClient]:
+    """A session-authenticated client (CSRF not enforced; the CSRF tests enforce it)."""
+
+    def make(user: User) -> APIClient:
+        client = APIClient()
+        client.force_login(user)
+        return client
+
+    return make

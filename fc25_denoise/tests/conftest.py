@@ -22,16 +22,11 @@ from fc25_denoise.tests.support import (
     stun_answers,
     wait_until,
 )
-from streams.tests.conftest import (  # noqa: F401
-    _fast_password_hashing,
-    alice,
+from streams.tests.conftest import (  # noqa: F401 - fixtures shared with the live-path tests
     audio_file,
-    befriend,
-    bob,
     client_pcs,
     live,
     make_presence,
-    make_user,
     media_root,
 )
 

@@ -4,65 +4,18 @@ the end-to-end tests a Daphne subprocess and Chromium (helpers in frontend/tests
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
-from django.test import Client, override_settings
 from playwright.sync_api import Browser, sync_playwright
 
+from fc25_denoise.testing import PASSWORD  # noqa: F401 - re-exported
 from frontend.tests.e2e_support import (
     LiveServer,
     database_url_for_tests,
     launch_chromium,
     make_microphone_wav,
 )
-from users.models import Friendship, User
-
-PASSWORD = "correct-horse-battery-9"
-
-
-@pytest.fixture
-def fast_password_hashing() -> Iterator[None]:
-    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
-        yield
-
-
-@pytest.fixture
-def make_user(db: None, fast_password_hashing: None) -> Callable[[str], User]:
-    def make(username: str) -> User:
-        return User.objects.create_user(username=username, password=PASSWORD)
-
-    return make
-
-
-@pytest.fixture
-def alice(make_user: Callable[[str], User]) -> User:
-    return make_user("alice")
-
-
-@pytest.fixture
-def bob(make_user: Callable[[str], User]) -> User:
-    return make_user("bob")
-
-
-@pytest.fixture
-def befriend(db: None) -> Callable[[User, User], None]:
-    def make(a: User, b: User) -> None:
-        low, high = sorted((a, b), key=lambda u: u.pk)
-        Friendship.objects.create(user_a=low, user_b=high)
-
-    return make
-
-
-@pytest.fixture
-def client_for() -> Callable[[User], Client]:
-    def make(user: User) -> Client:
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return make
-
 
 # ----- end-to-end: a real Daphne and a real Chromium (see test_e2e.py) -----
 

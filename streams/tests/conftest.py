@@ -13,69 +13,13 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 from pytest_django.fixtures import Settings
-from rest_framework.test import APIClient
 
 from fc25_denoise.services import Services
+from fc25_denoise.testing import PASSWORD, MakeUser  # noqa: F401 - re-exported
 from streams.presence import Presence
 from streams.presence_store import RedisStore
 from streams.registry import StreamRegistry
-from users.models import Friendship, User
-
-PASSWORD = "correct-horse-battery-9"
-
-MakeUser = Callable[[str], User]
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Settings) -> None:
-    """Creating users with the production hasher costs about half a second each."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def make_user(db: None) -> MakeUser:
-    def make(username: str) -> User:
-        return User.objects.create_user(username=username, password=PASSWORD)
-
-    return make
-
-
-@pytest.fixture
-def alice(make_user: MakeUser) -> User:
-    return make_user("alice")
-
-
-@pytest.fixture
-def bob(make_user: MakeUser) -> User:
-    return make_user("bob")
-
-
-@pytest.fixture
-def carol(make_user: MakeUser) -> User:
-    return make_user("carol")
-
-
-@pytest.fixture
-def befriend(db: None) -> Callable[[User, User], None]:
-    """Make two users friends directly (the rules are tested in users/)."""
-
-    def make(a: User, b: User) -> None:
-        low, high = sorted((a, b), key=lambda u: u.pk)
-        Friendship.objects.create(user_a=low, user_b=high)
-
-    return make
-
-
-@pytest.fixture
-def client_for() -> Callable[[User], APIClient]:
-    """A session-authenticated DRF client (CSRF not enforced)."""
-
-    def make(user: User) -> APIClient:
-        client = APIClient()
-        client.force_login(user)
-        return client
-
-    return make
+from users.models import User
 
 
 @pytest.fixture
