@@ -121,6 +121,8 @@ class ListenerQueue:
         excess = max(0, len(self._items) - keep)
         for _ in range(excess):
             self._items.popleft()
+        if not self._items:
+            self._ready.clear()
         self._count_drops(excess)
         return excess
 

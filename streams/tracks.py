@@ -67,11 +67,12 @@ class ListenerTrack(MediaStreamTrack):
         if self.readyState != "live" or self._queue.closed:
             raise MediaStreamError
         due = self._due()
+        # Measured before this slot's packet is due: what waits now is backlog, not the packet.
+        self._observe_backlog()
         now = time.monotonic()
         early = due - EARLY_PACKETS * FRAME_S
         if now < early:
             await asyncio.sleep(early - now)
-        self._observe_backlog()
         got = await self._queue.wait(due + GRACE_S - time.monotonic())
         if self._queue.closed:
             self.stop()

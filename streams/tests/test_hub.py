@@ -93,6 +93,13 @@ def test_trim_keeps_the_newest() -> None:
     assert queue.dropped == 4
 
 
+async def test_a_queue_trimmed_empty_waits_for_the_next_packet() -> None:
+    queue = ListenerQueue()
+    queue.put(_packet(1))
+    queue.trim(0)
+    assert await queue.wait(0.02) is False  # nothing to send: it must not wake at once
+
+
 async def test_wait_returns_when_a_packet_arrives_or_times_out() -> None:
     queue = ListenerQueue()
     assert await queue.wait(0.01) is False
