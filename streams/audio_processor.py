@@ -125,6 +125,15 @@ class AudioProcessor:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, denoiser.process, frame)
 
+    async def ready(self) -> bool:
+        """Wait for the model to load (~0.5 s of CPU), so the first frames do not queue behind
+        it. True once loaded; False after close() or a failed load (process() raises that
+        error). Bound it with `asyncio.timeout()`: cancelling the wait leaves the load going."""
+        loaded = asyncio.wrap_future(self._denoiser)
+        loaded.add_done_callback(_observe)
+        await asyncio.wait({loaded})  # unlike awaiting it, wait() never cancels the load
+        return self.denoiser is not None and not self._closed
+
     @property
     def enabled(self) -> bool:
         return self._enabled
@@ -164,6 +173,12 @@ class AudioProcessor:
         self._closed = True
         self._executor.submit(_close_when_loaded, self._denoiser)
         self._pool._release(self)
+
+
+def _observe(loaded: asyncio.Future[Denoiser]) -> None:
+    # A failed load is reported by process(); reading it here keeps asyncio from logging it twice.
+    if not loaded.cancelled():
+        loaded.exception()
 
 
 def _close_when_loaded(denoiser: Future[Denoiser]) -> None:

@@ -9,8 +9,8 @@ clear `is_streaming`, forget the session, then tell `events` (after the database
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +24,7 @@ from django.db import DatabaseError
 from denoise.engine import ATTEN_LIM_MAX_DB
 from fc25_denoise.ice import ice_servers_for
 from streams import live_state, recordings
-from streams.audio_processor import AudioProcessor, ProcessorPool
+from streams.audio_processor import ProcessorPool
 from streams.events import StreamEvents
 from streams.exceptions import BadRequest, Conflict, Forbidden, NotFound, StreamError, Unavailable
 from streams.hub import silence_packet
@@ -144,7 +144,9 @@ class StreamRegistry:
             )
             recorder = await asyncio.to_thread(recordings.open_recorder, recording)
             processor = self._pool.open(atten_lim_db=atten, enabled=denoise)
-            await _model_loaded(processor)
+            with contextlib.suppress(TimeoutError):  # a slow or failed load surfaces at process()
+                async with asyncio.timeout(MODEL_LOAD_WAIT_S):
+                    await processor.ready()
         except BaseException:
             if processor is not None:
                 processor.close()
@@ -162,7 +164,7 @@ class StreamRegistry:
             metrics=self.metrics,
             encode_executor=self._encode_executor,
             silence=self._silence,
-            ice_servers=ice_servers(ice_servers_for(None)),
+            ice_servers=lambda: ice_servers(ice_servers_for(None)),
             is_online=lambda: self.events.is_online(user.pk),
             listeners_changed=lambda count: self._spawn(
                 self._notify(self.events.listeners_changed(user.pk, count))
@@ -283,11 +285,3 @@ class StreamRegistry:
         task = detached(coro, "stream-registry")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-async def _model_loaded(processor: AudioProcessor, limit_s: float = MODEL_LOAD_WAIT_S) -> None:
-    """Wait (bounded) for the stream's model to load (~0.5 s of CPU), so the first frames do not
-    queue behind it. The adapter offers no event for it; a failed load surfaces at process()."""
-    deadline = time.monotonic() + limit_s
-    while processor.denoiser is None and not processor.closed and time.monotonic() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.02)

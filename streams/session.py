@@ -62,7 +62,7 @@ class SessionParts:
     metrics: Metrics
     encode_executor: Executor
     silence: bytes
-    ice_servers: list[RTCIceServer]
+    ice_servers: Callable[[], list[RTCIceServer]]  # per connection: TURN credentials expire
     is_online: Callable[[], Awaitable[bool]]
     listeners_changed: Callable[[int], None]
     max_listeners: int
@@ -149,7 +149,7 @@ class LiveSession:
             raise Conflict("This session already has its broadcaster connection.")
         if self._closing is not None:
             raise Unavailable("This session is ending.")
-        pc = new_peer_connection(self._parts.ice_servers)
+        pc = new_peer_connection(self._parts.ice_servers())
         self.broadcaster = pc
         self._metrics.peer_connections.inc()
         pc.on("connectionstatechange", lambda: self._broadcaster_state(pc))
@@ -180,7 +180,7 @@ class LiveSession:
             on_packet=self._packet_handed_off,
             on_silence=self._metrics.silence_packets.inc,
         )
-        pc = new_peer_connection(self._parts.ice_servers)
+        pc = new_peer_connection(self._parts.ice_servers())
         self.listeners[pc] = track
         self._metrics.peer_connections.inc()
         self._metrics.listeners.inc()

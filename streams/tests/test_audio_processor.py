@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import av
 import numpy as np
 import pytest
 
+from denoise.engine import ATTEN_LIM_MAX_DB, DeepFilterNet3, DfState
 from denoise.exceptions import InvalidSettingError, StreamClosedError
 from denoise.stream import Denoiser
 from denoise.tests.conftest import RATE, read_int16, samples_of, stereo_frames
@@ -91,3 +93,46 @@ async def test_controls_are_validated_and_applied(streams: list[list[av.AudioFra
         assert processor.snr_db is not None
     expected = samples_of(frames)[: len(out) - 1440]
     assert np.array_equal(out[1440:], expected)  # disabled: the input, delayed
+
+
+class GatedEngine(DeepFilterNet3):
+    """DeepFilterNet3 whose model load waits for the test to open the gate (or fails)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.fail = fail
+
+    def open(self, atten_lim_db: float = ATTEN_LIM_MAX_DB) -> DfState:
+        self.gate.wait(timeout=30)
+        if self.fail:
+            raise OSError("model file unreadable")
+        return super().open(atten_lim_db)
+
+
+async def test_ready_waits_for_the_load_and_a_timeout_does_not_cancel_it(
+    streams: list[list[av.AudioFrame]],
+):
+    engine = GatedEngine()
+    async with ProcessorPool(engine_factory=lambda: engine) as pool:
+        processor = pool.open()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await processor.ready()
+        engine.gate.set()
+        assert await processor.ready() is True
+        assert processor.denoiser is not None
+        await processor.process(streams[0][0])
+        processor.close()
+        assert await processor.ready() is False  # closed
+
+
+async def test_ready_reports_a_failed_load_which_process_raises(streams: list[list[av.AudioFrame]]):
+    engine = GatedEngine(fail=True)
+    engine.gate.set()
+    async with ProcessorPool(engine_factory=lambda: engine) as pool:
+        processor = pool.open()
+        assert await processor.ready() is False
+        with pytest.raises(OSError, match="unreadable"):
+            await processor.process(streams[0][0])
+        processor.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
+from aiortc import RTCIceServer
 
 from streams.exceptions import Unavailable
 from streams.hub import silence_packet
@@ -49,7 +50,9 @@ async def make_session(tmp_path: Path) -> AsyncIterator[Any]:
     executor = ThreadPoolExecutor(1)
     made: list[LiveSession] = []
 
-    def make(processor: FakeProcessor, **timing: float) -> tuple[LiveSession, Recorder, Metrics]:
+    def make(
+        processor: FakeProcessor, ice_servers: Callable[[], list[RTCIceServer]] = list, **timing: float
+    ) -> tuple[LiveSession, Recorder, Metrics]:
         recorder = Recorder(tmp_path / f"{len(made)}.wav", tmp_path / f"{len(made)}-raw.wav")
         metrics = Metrics()
         parts = SessionParts(
@@ -58,7 +61,7 @@ async def make_session(tmp_path: Path) -> AsyncIterator[Any]:
             metrics=metrics,
             encode_executor=executor,
             silence=silence_packet(),
-            ice_servers=[],
+            ice_servers=ice_servers,
             is_online=_offline,
             listeners_changed=lambda count: None,
             max_listeners=2,
@@ -131,6 +134,23 @@ async def test_close_is_idempotent_and_refuses_new_peers(make_session: Any) -> N
     await pc.close()
     with pytest.raises(Unavailable):
         await session.add_listener(parse_offer(offer, "listen"))
+
+
+async def test_each_peer_connection_asks_for_fresh_ice_servers(make_session: Any) -> None:
+    asked: list[str] = []  # TURN credentials expire: a late listener must not get stale ones
+
+    def servers() -> list[RTCIceServer]:
+        asked.append("asked")
+        return []
+
+    session, _, _ = make_session(FakeProcessor(), ice_servers=servers)
+    sender, offer = await peers.broadcaster(peers.ArrayTrack(_tone(0.2), loop=True))
+    await session.accept_broadcast(parse_offer(offer, "broadcast"))
+    assert len(asked) == 1
+    receiver, offer, _ = await peers.listener()
+    await session.add_listener(parse_offer(offer, "listen"))
+    assert len(asked) == 2
+    await asyncio.gather(sender.close(), receiver.close())
 
 
 async def test_no_media_at_all_asks_to_end(make_session: Any) -> None:
