@@ -5,7 +5,7 @@ HOST    ?= 127.0.0.1
 PORT    ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test test-suite lint format bench clean system-deps migrate cert
+.PHONY: run test test-suite lint format bench demo clean system-deps migrate cert
 
 .venv/.stamp-deps: requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || python3.11 -m venv .venv
@@ -47,6 +47,10 @@ test-suite: .venv/.stamp-system
 	scripts/netns-run $(PY) -m pytest $(PYTEST_ARGS)
 
 test: lint test-suite
+
+# Two aiortc clients: alice goes live with a noisy file, bob listens; WAVs land in demo-out/.
+demo: .venv/.stamp-deps
+	scripts/netns-run $(PY) scripts/live_demo.py --out demo-out
 
 bench: .venv/.stamp-system
 	$(PY) -m bench.denoise_bench
