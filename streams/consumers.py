@@ -33,7 +33,8 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from streams.presence import STORE_ERRORS, Presence, stream_group, user_group
+from streams.presence import STORE_ERRORS, Presence
+from streams.presence_publisher import stream_group, user_group
 from users.exceptions import NotFound
 from users.friendships import are_friends, find_user
 

@@ -1,11 +1,11 @@
 """Presence: who is online and who is live, shared between processes, told to friends only.
 
-`Presence` keeps the state in a `PresenceStore` (Redis with per-process keys and expiry, or
-memory without REDIS_URL) and fans changes out through the channel layer to the `user.<id>`
-groups of the user's friends (and `stream.<id>` for sockets on the user's page). Each event
-carries a per-user sequence number from the store so consumers drop one overtaken by a newer
-one sent from another process. Background work (heartbeat, reaper, grace timers) starts on
-`start()` or the first socket and stops in `aclose()`.
+`Presence` keeps the state in a `PresenceStore` (`streams.presence_redis.RedisStore` with
+per-process keys and expiry, or `streams.presence_store.MemoryStore` without REDIS_URL), tells
+friends of each change through its `streams.presence_publisher.Publisher` (with the store's
+per-user sequence number), and answers the reads (`streams.presence_snapshot`): a user's
+snapshot, one friend's entry, the state of one stream. Background work (heartbeat, reaper,
+grace timers) starts on `start()` or the first socket and stops in `aclose()`.
 """
 
 from __future__ import annotations
@@ -18,42 +18,22 @@ import os
 import secrets
 import socket
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from streams.presence_fanout import (
-    PresenceDatabase,
-    audience,
-    friend_graph,
-    group_send_many,
-    iso,
-    username_of,
-)
-from streams.presence_store import MemoryStore, PresenceStore, Reaped, RedisStore, StreamState
+from streams import presence_snapshot
+from streams.presence_fanout import PresenceDatabase, iso
+from streams.presence_publisher import Publisher
+from streams.presence_redis import RedisStore
+from streams.presence_store import MemoryStore, PresenceStore, Reaped, StreamState
 from users.models import User
 
 log = logging.getLogger(__name__)
 # Redis (or the database) unreachable: presence degrades, logged, instead of failing its caller.
 STORE_ERRORS = (RedisError, OSError, DatabaseError)
-
-
-def user_group(user_id: int) -> str:
-    return f"user.{user_id}"
-
-
-def stream_group(user_id: int) -> str:
-    return f"stream.{user_id}"
-
-
-@dataclass
-class Snapshot:
-    payload: dict[str, Any]
-    friend_ids: set[int]
 
 
 def _default_store() -> PresenceStore:
@@ -85,7 +65,7 @@ class Presence:
         self._start_lock = asyncio.Lock()
         self._closed = False
         self._db = PresenceDatabase()
-        self._names: dict[int, str] = {}  # usernames do not change once taken
+        self._publisher = Publisher(self._db)
 
     @property
     def _grace_ms(self) -> int:
@@ -135,7 +115,7 @@ class Presence:
         """Heartbeat, then reap dead processes, then finish grace periods that are due."""
         if await self.store.beat(int(self.ttl_s * 1000)):
             for uid, seq in await self.store.restore(dict(self._local), dict(self._owned)):
-                await self._announce(uid, True, seq)
+                await self._publisher.announce(uid, True, seq)
         await self._reaped(await self.store.reap(self._grace_ms))
         for uid in await self.store.due():
             await self._expire(uid)
@@ -154,7 +134,7 @@ class Presence:
     async def _ended(self, ended: list[tuple[int, int]]) -> None:
         """Streams whose process died: the live path cannot clear their flag, so we do."""
         for uid, seq in ended:
-            await self._publish_stream(uid, seq, None, flags={"is_streaming": False})
+            await self._publisher.publish_stream(uid, seq, None, flags={"is_streaming": False})
 
     # -- sockets -----------------------------------------------------------------------------
 
@@ -165,7 +145,7 @@ class Presence:
         self._local[user_id] += 1
         if seq:
             try:
-                await self._announce(user_id, True, seq)
+                await self._publisher.announce(user_id, True, seq)
             except STORE_ERRORS:
                 log.warning("Could not tell user %s's friends they came online", user_id, exc_info=True)
 
@@ -195,11 +175,7 @@ class Presence:
     async def _expire(self, user_id: int) -> None:
         seq = await self.store.expire(user_id)
         if seq:
-            await self._announce(user_id, False, seq)
-
-    async def _announce(self, user_id: int, online: bool, seq: int) -> None:
-        event = {"type": "presence", "is_online": online}
-        await self._publish(user_id, f"p:{user_id}", seq, event, flags={"is_online": online})
+            await self._publisher.announce(user_id, False, seq)
 
     async def is_online(self, user_id: int) -> bool:
         try:
@@ -217,14 +193,16 @@ class Presence:
         self._owned[user_id] = state
         try:
             await self.start()
-            await self._publish_stream(user_id, await self.store.stream_start(user_id, state), state)
+            await self._publisher.publish_stream(
+                user_id, await self.store.stream_start(user_id, state), state
+            )
         except STORE_ERRORS:
             log.warning("Could not publish the start of user %s's stream", user_id, exc_info=True)
 
     async def stream_ended(self, user_id: int) -> None:
         self._owned.pop(user_id, None)
         try:
-            await self._publish_stream(user_id, await self.store.stream_end(user_id), None)
+            await self._publisher.publish_stream(user_id, await self.store.stream_end(user_id), None)
         except STORE_ERRORS:
             log.warning("Could not publish the end of user %s's stream", user_id, exc_info=True)
 
@@ -234,7 +212,7 @@ class Presence:
         event = {"type": "settings", "denoise": denoise, "atten_lim_db": atten_lim_db}
         try:
             await self.store.stream_update(user_id, denoise=denoise, atten_lim_db=atten_lim_db)
-            await self._publish_page(user_id, event, own=False)
+            await self._publisher.publish_page(user_id, event, own=False)
         except STORE_ERRORS:
             log.warning("Could not publish user %s's new settings", user_id, exc_info=True)
 
@@ -243,103 +221,18 @@ class Presence:
             self._owned[user_id].listeners = count
         try:
             await self.store.stream_update(user_id, listeners=count)
-            await self._publish_page(user_id, {"type": "listeners", "count": count}, own=True)
+            await self._publisher.publish_page(user_id, {"type": "listeners", "count": count}, own=True)
         except STORE_ERRORS:
             log.warning("Could not publish user %s's listener count", user_id, exc_info=True)
 
-    async def _publish_stream(
-        self, user_id: int, seq: int, state: StreamState | None, flags: dict[str, bool] | None = None
-    ) -> None:
-        event = {
-            "type": "streaming_status",
-            "is_streaming": state is not None,
-            "started_at": state.started_at if state else None,
-            "denoise": state.denoise if state else None,
-        }
-        await self._publish(user_id, f"s:{user_id}", seq, event, stream=True, flags=flags)
+    # -- reads (built in streams.presence_snapshot) ------------------------------------------
 
-    # -- fan-out -----------------------------------------------------------------------------
-
-    async def _publish(
-        self,
-        user_id: int,
-        key: str,
-        seq: int,
-        event: dict[str, Any],
-        *,
-        stream: bool = False,
-        flags: dict[str, bool] | None = None,
-    ) -> None:
-        """Send `event` about `user_id` to the user's friends; stream news also to the user's own
-        sockets (other tabs) and to viewers of the user's page. `flags` are written to the
-        user's row first, in the same trip to the database."""
-        found = await self._db.run(audience, user_id, self._names.get(user_id), **(flags or {}))
-        if found is None:
-            return
-        username, friends = found
-        self._names[user_id] = username
-        event = {"type": event["type"], "username": username, **event}
-        message = {"type": "presence.event", "about": user_id, "key": key, "seq": seq, "event": event}
-        groups = [user_group(uid) for uid in (*friends, *([user_id] if stream else []))]
-        layer = get_channel_layer()
-        sends = [group_send_many(layer, groups, message)]
-        if stream:
-            page = {"type": "stream.event", "key": key, "seq": seq, "event": event}
-            sends.append(layer.group_send(stream_group(user_id), page))
-        await asyncio.gather(*sends)
-
-    async def _publish_page(self, user_id: int, event: dict[str, Any], *, own: bool) -> None:
-        """Send `event` about the user's stream to its page viewers (and the user's own sockets)."""
-        username = self._names.get(user_id) or await self._db.run(username_of, user_id)
-        if username is None:
-            return
-        self._names[user_id] = username
-        event = {"type": event["type"], "username": username, **event}
-        layer = get_channel_layer()
-        sends = [layer.group_send(stream_group(user_id), {"type": "stream.event", "event": event})]
-        if own:
-            sends.append(layer.group_send(user_group(user_id), {"type": "presence.forward", "event": event}))
-        await asyncio.gather(*sends)
-
-    # -- reads -------------------------------------------------------------------------------
-
-    async def snapshot(self, user_id: int) -> Snapshot:
+    async def snapshot(self, user_id: int) -> presence_snapshot.Snapshot:
         """Every friend's state and my pending requests: the socket's first message and the poll."""
-        friends, incoming, outgoing = await self._db.run(friend_graph, user_id)
-        ids = [uid for uid, _ in friends]
-        online, streams = await self.store.online(ids), await self.store.streams(ids)
-        payload = {
-            "type": "snapshot",
-            "friends": [_entry(uid, name, uid in online, streams.get(uid)) for uid, name in friends],
-            "requests": {"incoming": incoming, "outgoing": outgoing},
-        }
-        return Snapshot(payload=payload, friend_ids=set(ids))
+        return await presence_snapshot.snapshot(self.store, self._db, user_id)
 
     async def friend_entry(self, user_id: int, username: str) -> dict[str, Any]:
-        online = await self.store.online([user_id])
-        return _entry(
-            user_id, username, user_id in online, (await self.store.streams([user_id])).get(user_id)
-        )
+        return await presence_snapshot.friend_entry(self.store, user_id, username)
 
     async def stream_state(self, user_id: int, username: str) -> dict[str, Any]:
-        state = (await self.store.streams([user_id])).get(user_id)
-        return {
-            "type": "stream_state",
-            "username": username,
-            "is_streaming": state is not None,
-            "started_at": state.started_at if state else None,
-            "denoise": state.denoise if state else None,
-            "atten_lim_db": state.atten_lim_db if state else None,
-            "listeners": state.listeners if state else 0,
-        }
-
-
-def _entry(user_id: int, username: str, online: bool, stream: StreamState | None) -> dict[str, Any]:
-    return {
-        "id": user_id,
-        "username": username,
-        "is_online": online,
-        "is_streaming": stream is not None,
-        "started_at": stream.started_at if stream else None,
-        "listeners": stream.listeners if stream else 0,
-    }
+        return await presence_snapshot.stream_state(self.store, user_id, username)

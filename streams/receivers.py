@@ -15,8 +15,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from redis.exceptions import RedisError
 
-from streams.presence import stream_group, user_group
 from streams.presence_fanout import iso
+from streams.presence_publisher import stream_group, user_group
 from users import signals
 from users.models import FriendRequest, User
 

@@ -17,7 +17,7 @@ from pytest_django.fixtures import Settings
 from fc25_denoise.services import Services
 from fc25_denoise.testing import PASSWORD, MakeUser  # noqa: F401 - re-exported
 from streams.presence import Presence
-from streams.presence_store import RedisStore
+from streams.presence_redis import RedisStore
 from streams.registry import StreamRegistry
 from users.models import User
 

@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
-from streams.presence import user_group
+from streams.presence_publisher import user_group
 from streams.tests.conftest import MakeUser, WsHarness
 from users import friendships
 from users.models import FriendRequest, User
@@ -257,7 +257,7 @@ async def test_bad_client_frames_get_errors_and_the_socket_stays_open(
 
 
 async def test_an_unreachable_store_closes_with_1011(make_harness: MakeHarness, alice: User) -> None:
-    from streams.presence_store import RedisStore
+    from streams.presence_redis import RedisStore
 
     harness = make_harness(store=RedisStore("redis://127.0.0.1:1/0", "unreachable", "pid"))
     comm = await harness.open(alice)

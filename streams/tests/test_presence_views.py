@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from channels.db import database_sync_to_async
 
-from streams.presence_store import RedisStore
+from streams.presence_redis import RedisStore
 from streams.tests.conftest import WsHarness
 from streams.tests.peers import ServicesClient
 from users.models import FriendRequest, User
