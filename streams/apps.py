@@ -5,6 +5,7 @@ class StreamsConfig(AppConfig):
     name = "streams"
 
     def ready(self) -> None:
-        from streams import receivers
+        from streams import receivers, recordings
 
         receivers.connect()
+        recordings.connect()

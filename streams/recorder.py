@@ -1,138 +1,33 @@
-"""Crash-safe WAV recording of a live stream (no Django here: plain file writing).
+"""Recording a live stream to crash-safe WAVs without stalling the event loop (no Django here).
 
 `Recorder.write()` is called from the event loop with each 20 ms frame; it converts the frame
 to int16 (cheap) and hands it to a writer thread through a bounded queue, so a slow disk never
 stalls the loop: when the queue is full the frame is dropped and counted in `dropped`.
 
-Files are canonical 44-byte-header PCM WAVs. At least once per `sync_interval_s` the writer
-flushes the data to the OS and then rewrites the header with the sizes of what was flushed, so
-the header never claims more than the file holds and a SIGKILL loses at most about a second;
+At least once per `sync_interval_s` the writer syncs its files (`streams.wav_file.WavFile`:
+data first, then a header that claims only that), so a SIGKILL loses at most about a second;
 `repair_wav` fixes the sizes of such a file at the next start. Readers may open a file while it
-is being written; they see the audio up to the last header update.
-
-Channels: files are mono by default. aiortc hands over s16 packed stereo frames whose two
-channels carry the same microphone signal, so `channels=1` stores their average (half the
-disk, same content); `channels=2` keeps both (mono inputs are duplicated).
+is being written; they see the audio up to the last sync. Files are mono by default
+(`channels=1`; see `to_int16` for how stereo frames are mapped).
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import os
 import queue
-import struct
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
-import av
 import numpy as np
+
+from streams.wav_file import RecordingStats, Samples, WavFile, to_int16
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")  # RIFF, fmt (PCM, 16 bytes) and data chunk headers
-_HEADER_SIZE = _HEADER.size  # 44
-_MAX_RIFF_SIZE = 0xFFFFFFFF  # 32-bit sizes: about 12 h of 48 kHz mono 16-bit audio
 _STOP = object()
-
-Samples = av.AudioFrame | np.ndarray
-
-
-class WavError(ValueError):
-    """The file is not a PCM WAV that `repair_wav` can fix."""
-
-
-@dataclass(frozen=True)
-class RecordingStats:
-    duration_s: float
-    size_bytes: int  # audio file (+ raw file) bytes on disk
-
-
-def _header(data_bytes: int, sample_rate: int, channels: int) -> bytes:
-    block = channels * 2
-    return _HEADER.pack(
-        b"RIFF", _HEADER_SIZE - 8 + data_bytes, b"WAVE", b"fmt ", 16, 1, channels,
-        sample_rate, sample_rate * block, block, 16, b"data", data_bytes,
-    )  # fmt: skip
-
-
-def _as_int16(planar: np.ndarray) -> np.ndarray:
-    if planar.dtype == np.int16:
-        return planar
-    if np.issubdtype(planar.dtype, np.floating):
-        return np.clip(np.rint(planar * 32768.0), -32768, 32767).astype(np.int16)
-    raise ValueError(f"Unsupported sample type {planar.dtype}; expected int16 or float.")
-
-
-def to_int16(block: Samples, channels: int, sample_rate: int) -> np.ndarray:
-    """(samples, channels) int16 from an av.AudioFrame or an array.
-
-    Arrays are 1-D (mono) or 2-D planar (channels, samples), as PyAV and DeepFilterNet use;
-    float samples are in [-1, 1].
-    """
-    if isinstance(block, av.AudioFrame):
-        if block.sample_rate != sample_rate:
-            raise ValueError(f"Frame is {block.sample_rate} Hz; this recorder writes {sample_rate} Hz.")
-        data = block.to_ndarray()
-        planar = data if block.format.is_planar else data.reshape(-1, block.layout.nb_channels).T
-    elif isinstance(block, np.ndarray) and block.ndim in (1, 2):
-        planar = block[np.newaxis, :] if block.ndim == 1 else block
-    else:
-        raise TypeError("Expected an av.AudioFrame or a 1-D/2-D numpy array.")
-    planar = _as_int16(planar)
-    n_in = planar.shape[0]
-    if n_in == channels:
-        out = planar
-    elif channels == 1:
-        out = (planar.astype(np.int32).sum(axis=0) // n_in).astype(np.int16)[np.newaxis, :]
-    elif n_in == 1:
-        out = np.repeat(planar, channels, axis=0)
-    else:
-        raise ValueError(f"Cannot map {n_in} channels to {channels}.")
-    return np.ascontiguousarray(out.T)
-
-
-class _WavFile:
-    """One WAV being appended to; after opening only the writer thread touches it."""
-
-    def __init__(self, path: Path, sample_rate: int, channels: int) -> None:
-        self.path = path
-        self.sample_rate = sample_rate
-        self.channels = channels
-        self.data_bytes = 0
-        self._closed = False
-        self._fh: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
-        self._fh.write(_header(0, sample_rate, channels))
-        self._fh.flush()
-
-    def append(self, samples: np.ndarray) -> None:
-        data = samples.astype("<i2", copy=False).tobytes()
-        if _HEADER_SIZE - 8 + self.data_bytes + len(data) > _MAX_RIFF_SIZE:
-            raise OSError(errno.EFBIG, "WAV file reached its 4 GiB size limit", str(self.path))
-        self._fh.write(data)
-        self.data_bytes += len(data)
-
-    def sync(self) -> None:
-        """Data to the OS first, then a header that claims only what is already there."""
-        self._fh.flush()
-        os.pwrite(self._fh.fileno(), _header(self.data_bytes, self.sample_rate, self.channels), 0)
-
-    def close(self) -> int:
-        if not self._closed:
-            self._closed = True
-            try:
-                self.sync()
-            finally:
-                self._fh.close()
-        try:
-            return self.path.stat().st_size
-        except FileNotFoundError:  # deleted while open
-            return 0
 
 
 class Recorder:
@@ -164,9 +59,9 @@ class Recorder:
         self._clock = clock
         self._interval = sync_interval_s
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
-        self._audio = _WavFile(Path(audio_path), sample_rate, channels)
+        self._audio = WavFile(Path(audio_path), sample_rate, channels)
         try:
-            self._raw = _WavFile(Path(raw_path), sample_rate, channels) if raw_path else None
+            self._raw = WavFile(Path(raw_path), sample_rate, channels) if raw_path else None
         except OSError:
             self._audio.close()
             raise
@@ -247,7 +142,7 @@ class Recorder:
     async def aclose(self) -> RecordingStats:
         return await asyncio.to_thread(self.close)
 
-    def _close_file(self, wav: _WavFile) -> int:
+    def _close_file(self, wav: WavFile) -> int:
         try:
             return wav.close()
         except OSError as exc:
@@ -300,47 +195,3 @@ class Recorder:
     def _fail(self, exc: OSError) -> None:
         self.error = exc
         log.error("Recording to %s stopped: %s", self._audio.path, exc)
-
-
-def _find_data(fh: BinaryIO, size: int) -> tuple[int, int, int]:
-    """(block_align, sample_rate, data offset) of a RIFF/WAVE file whose last chunk is `data`."""
-    head = fh.read(12)
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
-        raise WavError("not a RIFF/WAVE file")
-    block = rate = 0
-    pos = 12
-    while pos + 8 <= size:
-        fh.seek(pos)
-        chunk_id, chunk_size = struct.unpack("<4sI", fh.read(8))
-        if chunk_id == b"data":
-            if not block or not rate:
-                raise WavError("data chunk before a valid fmt chunk")
-            return block, rate, pos + 8
-        if chunk_id == b"fmt ":
-            fmt = fh.read(16)
-            if len(fmt) < 16:
-                raise WavError("fmt chunk cut short")
-            _, _, rate, _, block, _ = struct.unpack("<HHIIHH", fmt)
-        pos += 8 + chunk_size + (chunk_size & 1)
-    raise WavError("no data chunk")
-
-
-def repair_wav(path: Path) -> RecordingStats:
-    """Fix the RIFF and data sizes of a WAV cut short by a crash (the data chunk must be last).
-
-    A partial trailing sample frame is truncated. Raises WavError for files that are not WAVs
-    and OSError for files that cannot be opened.
-    """
-    with open(path, "r+b") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        block, rate, data_offset = _find_data(fh, size)
-        data_bytes = min(size - data_offset, _MAX_RIFF_SIZE - (data_offset - 8))
-        data_bytes -= data_bytes % block
-        end = data_offset + data_bytes
-        if end < size:
-            fh.truncate(end)
-        fh.seek(4)
-        fh.write(struct.pack("<I", end - 8))
-        fh.seek(data_offset - 4)
-        fh.write(struct.pack("<I", data_bytes))
-    return RecordingStats(duration_s=data_bytes / block / rate, size_bytes=end)

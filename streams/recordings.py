@@ -16,11 +16,13 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
+from django.db.models.signals import post_delete
 from django.utils import timezone
 
 from streams.exceptions import Conflict, Forbidden, NotFound, Unavailable
 from streams.models import Recording
-from streams.recorder import Recorder, RecordingStats, WavError, repair_wav
+from streams.recorder import Recorder
+from streams.wav_file import RecordingStats, WavError, repair_wav
 from users import exceptions as user_errors
 from users.friendships import are_friends, find_user
 from users.models import User
@@ -162,7 +164,7 @@ def recording_file(viewer: User, recording_id: int, *, raw: bool) -> RecordingFi
 
 
 def delete_recording(user: User, recording_id: int) -> None:
-    """Owner only: the row now, the files once the transaction has committed."""
+    """Owner only: the row now, the files once the transaction has committed (`remove_files`)."""
     _check_id(recording_id)
     with transaction.atomic():
         rec = Recording.objects.select_for_update().filter(pk=recording_id, owner=user).first()
@@ -170,9 +172,25 @@ def delete_recording(user: User, recording_id: int) -> None:
             raise NotFound(f"No recording with id {recording_id}.")
         if not rec.finished:
             raise Conflict("This recording is still being written; end the stream first.")
-        paths = [p for p in (_safe_path(rec.audio_path), _safe_path(rec.raw_path)) if p is not None]
         rec.delete()
-        transaction.on_commit(lambda: _unlink(paths, recording_id))
+
+
+def connect() -> None:
+    """Called once from StreamsConfig.ready()."""
+    post_delete.connect(remove_files, sender=Recording, dispatch_uid="recordings.remove_files")
+
+
+def remove_files(sender: type[Recording], instance: Recording, using: str, **kwargs: object) -> None:
+    """post_delete: however the row went (the API, a user's deletion cascading, the admin), its
+    files go once that commits; a rollback keeps them.
+
+    An unfinished row's files go too: its Recorder writes through handles opened at the start and
+    never reopens the paths, so nothing recreates them (the space is freed when the stream ends,
+    whose finalize then finds no row). Kept, they would be orphans no row or recovery ever sees.
+    """
+    recording_id = instance.pk  # read now: Django clears the pk once the deletion is done
+    paths = [p for p in (_safe_path(instance.audio_path), _safe_path(instance.raw_path)) if p is not None]
+    transaction.on_commit(lambda: _unlink(paths, recording_id), using=using)
 
 
 def _unlink(paths: list[Path], recording_id: int) -> None:

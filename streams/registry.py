@@ -30,8 +30,8 @@ from streams.exceptions import BadRequest, Conflict, Forbidden, NotFound, Stream
 from streams.hub import silence_packet
 from streams.metrics import Metrics
 from streams.pipeline import detached
-from streams.recorder import RecordingStats
 from streams.session import PRESENCE_ERRORS, LiveSession, SessionParts, Timing
+from streams.wav_file import RecordingStats
 from streams.webrtc_handler import Offer, ice_servers
 from users.models import User
 

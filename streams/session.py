@@ -27,8 +27,9 @@ from streams.exceptions import Conflict, Unavailable
 from streams.hub import Hub
 from streams.metrics import Metrics
 from streams.pipeline import AudioPipeline, detached
-from streams.recorder import Recorder, RecordingStats
+from streams.recorder import Recorder
 from streams.tracks import ListenerTrack
+from streams.wav_file import RecordingStats
 from streams.webrtc_handler import Offer, answer_broadcaster, answer_listener, new_peer_connection
 
 log = logging.getLogger(__name__)

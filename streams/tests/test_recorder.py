@@ -1,4 +1,4 @@
-"""The WAV recorder: content, header syncing, closing, back-pressure, repair."""
+"""The recorder: content, header syncing, closing, back-pressure, disk errors."""
 
 from __future__ import annotations
 
@@ -8,26 +8,12 @@ import threading
 import time
 from pathlib import Path
 
-import av
 import numpy as np
-import pytest
 import soundfile as sf
 
-from streams.recorder import Recorder, RecordingStats, WavError, repair_wav, to_int16
-
-FRAME = 960  # 20 ms at 48 kHz, what aiortc's Opus decoder hands over
-
-
-def ramp(index: int, n: int = FRAME) -> np.ndarray:
-    """Sample values that identify their position, so content checks catch reordering or loss."""
-    return (np.arange(index * n, (index + 1) * n) % 30000).astype(np.int16)
-
-
-def stereo_frame(mono: np.ndarray) -> av.AudioFrame:
-    """An aiortc-like frame: s16 packed stereo, both channels carrying the same signal."""
-    frame = av.AudioFrame.from_ndarray(np.repeat(mono, 2)[np.newaxis, :], format="s16", layout="stereo")
-    frame.sample_rate = 48000
-    return frame
+from streams.recorder import Recorder
+from streams.tests.samples import FRAME, ramp, stereo_frame
+from streams.wav_file import RecordingStats
 
 
 def header_sizes(path: Path) -> tuple[int, int]:
@@ -76,19 +62,6 @@ def test_arrays_floats_and_missing_raw(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data[:FRAME, 1], ramp(0))
     np.testing.assert_array_equal(data[FRAME:, 0], [16384, -32768, 32767])
     np.testing.assert_array_equal(sf.read(raw, dtype="int16")[0], data)
-
-
-def test_to_int16_refuses_what_it_cannot_map() -> None:
-    wrong_rate = stereo_frame(ramp(0))
-    wrong_rate.sample_rate = 44100
-    with pytest.raises(ValueError, match="44100"):
-        to_int16(wrong_rate, 1, 48000)
-    with pytest.raises(ValueError, match="int32"):
-        to_int16(np.zeros(10, dtype=np.int32), 1, 48000)
-    with pytest.raises(ValueError, match="3 channels"):
-        to_int16(np.zeros((3, 10), dtype=np.int16), 2, 48000)
-    with pytest.raises(TypeError):
-        to_int16(np.zeros((1, 2, 3), dtype=np.int16), 1, 48000)
 
 
 def test_header_follows_the_clock_while_writing(tmp_path: Path) -> None:
@@ -181,47 +154,3 @@ def test_disk_error_stops_recording_but_close_still_works(tmp_path: Path) -> Non
     assert rec.error.errno == errno.ENOSPC
     assert stats.duration_s == 0
     assert sf.info(tmp_path / "h.wav").frames == 0
-
-
-def _crashed_copy(tmp_path: Path, frames: int, extra: bytes) -> Path:
-    """A WAV whose header was never updated (sizes 0) followed by `extra` stray bytes."""
-    path = tmp_path / "crashed.wav"
-    rec = Recorder(path, None)
-    for i in range(frames):
-        rec.write(ramp(i))
-    rec.close()
-    body = bytearray(path.read_bytes())
-    body[4:8] = struct.pack("<I", 36)
-    body[40:44] = struct.pack("<I", 0)
-    path.write_bytes(bytes(body) + extra)
-    return path
-
-
-def test_repair_fixes_sizes_and_cuts_a_partial_sample(tmp_path: Path) -> None:
-    path = _crashed_copy(tmp_path, 5, extra=b"\x01")
-    assert sf.info(path).frames == 0  # what a player sees before the repair
-    stats = repair_wav(path)
-    assert stats == RecordingStats(duration_s=5 * FRAME / 48000, size_bytes=44 + 5 * FRAME * 2)
-    assert path.stat().st_size == 44 + 5 * FRAME * 2
-    np.testing.assert_array_equal(
-        sf.read(path, dtype="int16")[0], np.concatenate([ramp(i) for i in range(5)])
-    )
-    assert repair_wav(path) == stats  # a sound file is left as it is
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (b"", "not a RIFF"),
-        (b"RIFF\x00\x00\x00\x00WAVX", "not a RIFF"),
-        (b"RIFF\x00\x00\x00\x00WAVEdata\x00\x00\x00\x00", "before a valid fmt"),
-        (b"RIFF\x00\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00", "fmt chunk cut short"),
-        (b"RIFF\x00\x00\x00\x00WAVELIST\x04\x00\x00\x00abcd", "no data chunk"),
-    ],
-)
-def test_repair_refuses_files_that_are_not_wavs(tmp_path: Path, content: bytes, message: str) -> None:
-    path = tmp_path / "bad.wav"
-    path.write_bytes(content)
-    with pytest.raises(WavError, match=message):
-        repair_wav(path)
-    assert path.read_bytes() == content

@@ -18,7 +18,8 @@ from rest_framework.test import APIClient
 from streams import recordings
 from streams.models import Recording
 from streams.recorder import Recorder
-from streams.tests.test_recorder import FRAME, FakeClock, ramp
+from streams.tests.samples import FRAME, ramp
+from streams.tests.test_recorder import FakeClock
 from users.models import User
 
 Befriend = Callable[[User, User], None]

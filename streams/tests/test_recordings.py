@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 from django.conf import settings as django_settings
+from django.db import transaction
 from pytest_django.fixtures import Settings
 
 from streams import recordings
 from streams.exceptions import Conflict, Forbidden, NotFound, Unavailable
 from streams.models import Recording
-from streams.recorder import RecordingStats
-from streams.tests.test_recorder import FRAME, ramp, stereo_frame
+from streams.tests.samples import FRAME, ramp, stereo_frame
+from streams.wav_file import RecordingStats
 from users.models import User
 
 pytestmark = pytest.mark.django_db
@@ -251,3 +252,61 @@ def test_delete_refusals_change_nothing(alice: User, bob: User, media_root: Path
             recordings.delete_recording(user, recording_id)
     assert Recording.objects.count() == 2
     assert (media_root / done.audio_path).exists()
+
+
+def _finished(owner: User, *, raw: bool) -> Recording:
+    rec = recordings.create_recording(owner, denoise=True, atten_lim_db=100.0, record_raw=raw)
+    return recordings.finalize_recording(rec.pk, record(rec, 5))
+
+
+def _files(rec: Recording, media_root: Path) -> list[Path]:
+    return [media_root / p for p in (rec.audio_path, rec.raw_path) if p]
+
+
+@pytest.mark.django_db(transaction=True)  # real commits: the files go only when the deletion commits
+def test_deleting_a_user_removes_their_recordings_files_after_commit(
+    alice: User, bob: User, media_root: Path
+) -> None:
+    with_raw, without_raw = _finished(alice, raw=True), _finished(alice, raw=False)
+    gone, kept = _finished(alice, raw=True), _finished(bob, raw=True)
+    (media_root / gone.raw_path).unlink()  # a missing file must not stop the rest
+    with transaction.atomic():
+        alice.delete()
+        assert all(p.exists() for p in _files(with_raw, media_root) + _files(without_raw, media_root))
+    assert list(Recording.objects.values_list("pk", flat=True)) == [kept.pk]
+    for rec in (with_raw, without_raw, gone):
+        assert not any(p.exists() for p in _files(rec, media_root))
+    assert all(p.exists() for p in _files(kept, media_root))
+
+
+def _delete_then_fail(user: User) -> None:
+    with transaction.atomic():
+        user.delete()
+        raise RuntimeError("changed my mind")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_user_deletion_keeps_the_files(alice: User, media_root: Path) -> None:
+    rec = _finished(alice, raw=True)
+    with pytest.raises(RuntimeError, match="changed my mind"):
+        _delete_then_fail(alice)
+    assert User.objects.filter(pk=rec.owner_id).exists()  # (the in-memory alice lost her pk)
+    assert Recording.objects.filter(pk=rec.pk).exists()
+    assert all(p.exists() for p in _files(rec, media_root))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_user_while_live_removes_files_the_writer_still_holds(
+    alice: User, media_root: Path
+) -> None:
+    rec = recordings.create_recording(alice, denoise=True, atten_lim_db=100.0, record_raw=True)
+    recorder = recordings.open_recorder(rec)
+    recorder.write(ramp(0))
+    alice.delete()
+    for i in range(1, 5):  # the stream goes on into the unlinked files, which nothing recreates
+        recorder.write(ramp(i))
+    stats = recorder.close()
+    assert (recorder.error, recorder.frames_written, stats.size_bytes) == (None, 5 * FRAME, 0)
+    assert not any(p.exists() for p in _files(rec, media_root))
+    with pytest.raises(NotFound):
+        recordings.finalize_recording(rec.pk, stats)
