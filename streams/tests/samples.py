@@ -1,4 +1,5 @@
-"""Test audio for the recording tests: 20 ms frames whose sample values tell where they belong."""
+"""Test audio for the recording tests (20 ms frames whose sample values tell where they belong)
+and a clock the tests move by hand."""
 
 from __future__ import annotations
 
@@ -18,3 +19,13 @@ def stereo_frame(mono: np.ndarray) -> av.AudioFrame:
     frame = av.AudioFrame.from_ndarray(np.repeat(mono, 2)[np.newaxis, :], format="s16", layout="stereo")
     frame.sample_rate = 48000
     return frame
+
+
+class FakeClock:
+    """A monotonic clock that only moves when a test sets `now`."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now

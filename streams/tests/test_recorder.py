@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 
 from streams.recorder import Recorder
-from streams.tests.samples import FRAME, ramp, stereo_frame
+from streams.tests.samples import FRAME, FakeClock, ramp, stereo_frame
 from streams.wav_file import RecordingStats
 
 
@@ -21,14 +21,6 @@ def header_sizes(path: Path) -> tuple[int, int]:
     with open(path, "rb") as fh:
         head = fh.read(44)
     return struct.unpack_from("<I", head, 4)[0], struct.unpack_from("<I", head, 40)[0]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_frames_in_valid_wav_out(tmp_path: Path) -> None:

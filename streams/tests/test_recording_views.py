@@ -18,8 +18,7 @@ from rest_framework.test import APIClient
 from streams import recordings
 from streams.models import Recording
 from streams.recorder import Recorder
-from streams.tests.samples import FRAME, ramp
-from streams.tests.test_recorder import FakeClock
+from streams.tests.samples import FRAME, FakeClock, ramp
 from users.models import User
 
 Befriend = Callable[[User, User], None]
