@@ -295,8 +295,8 @@ def report(
         f"| (c) server-added latency p95, 1 broadcast + 1 listener (incl. the engine's 30 ms) "
         f"| **{one.p95_ms:.0f} ms** (p50 {one.p50_ms:.0f} ms) | <= 50 ms |",
         f"| (d) server RSS, 1 broadcast + 1 listener for {minutes:g} min | {rss[-1] - rss[0]:+.1f} MB "
-        f"({rss[0]:.0f} -> {rss[-1]:.0f} MB); trend {slope:+.1f} MB per 10 min, extrapolated from "
-        f"{minutes:g} min | <= 20 MB / 10 min |",
+        f"({rss[0]:.0f} -> {rss[-1]:.0f} MB); linear trend {slope:+.1f} MB per 10 min "
+        f"(fitted over {minutes:g} min) | <= 20 MB / 10 min |",
         "",
         "| step | frames late | input dropped | listener silence | queue drops | client gaps > 100 ms "
         "| server CPU | latency p50 / p95 |",
