@@ -55,16 +55,8 @@ async def test_recording_survives_a_killed_server(
     await database_sync_to_async(befriend)(alice, bob)
     await asyncio.to_thread(server.start)
     api = peers.HttpApi(server.base_url, await database_sync_to_async(_session_key)(alice))
-    status, body = await api.acall("POST", "/api/stream/start/", {"denoise": True})
-    assert status == 201, body
     track = peers.ArrayTrack(peers.read_wav(audio_file("noisy_snr0")))
-    pc, offer = await peers.broadcaster(track)
-    client_pcs.append(pc)
-    status, answer = await api.acall(
-        "POST", "/api/webrtc/offer/", {"session_id": body["session_id"], **offer}
-    )
-    assert status == 200, answer
-    await peers.accept(pc, answer)
+    await _go_live(api, track, client_pcs, {"denoise": True})
     await peers.wait_for(lambda: track.sent_s >= 3.5, timeout=20)
 
     server.kill()
@@ -82,6 +74,18 @@ async def test_recording_survives_a_killed_server(
     await _until(lambda: User.objects.filter(pk=alice.pk, is_streaming=False).aexists())
 
 
+async def _go_live(api: peers.HttpApi, track: peers.ArrayTrack, pcs: list, settings: dict) -> None:
+    """Start a stream on the server and connect a broadcaster peer playing `track`."""
+    status, body = await api.acall("POST", "/api/stream/start/", settings)
+    assert status == 201, body
+    pc, offer = await peers.broadcaster(track)
+    pcs.append(pc)
+    payload = {"session_id": body["session_id"], **offer}
+    status, answer = await api.acall("POST", "/api/webrtc/offer/", payload)
+    assert status == 200, answer
+    await peers.accept(pc, answer)
+
+
 async def _until(check: Any, within: float = 15.0) -> None:
     """Poll an async database check (the other process gives no event)."""
     async with asyncio.timeout(within):
@@ -94,16 +98,8 @@ async def test_a_clean_shutdown_finalizes_the_recording(
 ) -> None:
     await asyncio.to_thread(server.start)
     api = peers.HttpApi(server.base_url, await database_sync_to_async(_session_key)(alice))
-    status, body = await api.acall("POST", "/api/stream/start/", {})
-    assert status == 201, body
     track = peers.ArrayTrack(peers.read_wav(audio_file("noisy_snr0")))
-    pc, offer = await peers.broadcaster(track)
-    client_pcs.append(pc)
-    status, answer = await api.acall(
-        "POST", "/api/webrtc/offer/", {"session_id": body["session_id"], **offer}
-    )
-    assert status == 200, answer
-    await peers.accept(pc, answer)
+    await _go_live(api, track, client_pcs, {})
     await peers.wait_for(lambda: track.sent_s >= 2.0, timeout=20)
 
     await asyncio.to_thread(server.stop)  # SIGTERM: Daphne's shutdown runs Services.aclose()
