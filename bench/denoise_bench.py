@@ -107,6 +107,47 @@ def native_hop_times(frames: list[av.AudioFrame], repeats: int) -> tuple[list[fl
     return wall, cpu
 
 
+def interleaved_hop_cpu(frames: list[av.AudioFrame], streams: int = 12, rounds: int = 60) -> float:
+    """Median CPU ms per native hop when `streams` states take turns, two hops (one 20 ms frame)
+    each: as on a busy server. Every state holds its own copy of the weights, so each turn
+    starts with them out of cache; this, not the single-stream hop, bounds the capacity."""
+    mono = np.concatenate([f.to_ndarray()[0, ::2] for f in frames]).astype(np.float32) / 32768.0
+    hops = mono.reshape(-1, DeepFilterNet3.hop_size)
+    engine = DeepFilterNet3()
+    states = [engine.open() for _ in range(streams)]
+    per_round = []
+    try:
+        for r in range(rounds):
+            start = time.thread_time()
+            for state in states:
+                for k in range(2):
+                    state.process_hop(hops[(2 * r + k) % len(hops)])
+            per_round.append((time.thread_time() - start) * 1000 / (2 * streams))
+    finally:
+        for state in states:
+            state.close()
+    return statistics.median(per_round[5:])  # the first rounds warm the states up
+
+
+def paced_frame_cpu(frames: list[av.AudioFrame], count: int = 200) -> float:
+    """Median CPU ms of a Denoiser frame when frames come one per 20 ms, as they do live.
+
+    On this shared machine the model's working set leaves the caches between frames, so a
+    paced frame costs far more than one in a back-to-back run of the whole file."""
+    with Denoiser() as den:
+        for frame in frames[:50]:
+            den.process(frame)
+        cpu = []
+        next_due = time.perf_counter()
+        for frame in frames[50 : 50 + count]:
+            start = time.thread_time()
+            den.process(frame)
+            cpu.append((time.thread_time() - start) * 1000)
+            next_due += PERIOD
+            time.sleep(max(0.0, next_due - time.perf_counter()))
+    return statistics.median(cpu)
+
+
 def thread_speedup(frames: list[av.AudioFrame], repeats: int) -> tuple[float, float, float]:
     """Wall time of 4 streams on 1 worker thread vs 2; returns (t1, t2, median t1/t2)."""
     denoisers = [Denoiser() for _ in range(4)]
@@ -204,6 +245,11 @@ def markdown(
 ) -> str:
     t1, t2, ratio = speed
     ceiling = cpu_count() * PERIOD * 1000 / single["frame_cpu_ms"]
+    # What a frame costs when its stream's working set has left the cache: streams taking
+    # turns back to back (a saturated pool), or frames arriving in real time.
+    busy_frame_ms = single["frame_cpu_ms"] + 2 * (single["interleaved_cpu"] - single["hop_cpu_p50"])
+    busy_ceiling = cpu_count() * PERIOD * 1000 / busy_frame_ms
+    paced_ceiling = cpu_count() * PERIOD * 1000 / single["paced_frame_cpu"]
     hops = " / ".join(f"{single[f'hop_p{q}']:.2f}" for q in (50, 95, 99))
     rows = [
         ("single stream, 20 ms stereo s16 frames: real-time factor (median)", f"{single['rtf']:.3f}", "< 1"),
@@ -213,8 +259,22 @@ def markdown(
             f"{single['hop_cpu_p50']:.2f} ms",
             "",
         ),
+        (
+            "native hop CPU p50 with 12 streams taking turns (cache-cold weights)",
+            f"{single['interleaved_cpu']:.2f} ms",
+            "",
+        ),
         ("CPU per 20 ms frame, whole Denoiser (median)", f"{single['frame_cpu_ms']:.2f} ms", ""),
-        ("CPU-bound ceiling: CPUs x 20 ms / CPU per frame", f"{ceiling:.0f} streams", ""),
+        (
+            "CPU per 20 ms frame, whole Denoiser, fed in real time (one frame per 20 ms)",
+            f"{single['paced_frame_cpu']:.2f} ms",
+            "",
+        ),
+        (
+            "CPU-bound ceiling, CPUs x 20 ms / CPU per frame: back to back / taking turns / real time",
+            f"{ceiling:.0f} / {busy_ceiling:.0f} / {paced_ceiling:.0f} streams",
+            "",
+        ),
         (
             "4 streams on 1 thread vs 2 threads (median wall)",
             f"{t1:.2f} s vs {t2:.2f} s: **{ratio:.2f}x**",
@@ -257,6 +317,8 @@ def main() -> None:
     frames = stereo_frames(load("noisy_snr0.wav"))
     mem = memory_per_stream(frames)
     single = single_stream(frames, load("clean_freesound_33711.wav"), settings.repeats)
+    single["interleaved_cpu"] = interleaved_hop_cpu(frames)
+    single["paced_frame_cpu"] = paced_frame_cpu(frames)
     speed = thread_speedup(frames, settings.repeats)
     cap, trials = asyncio.run(capacity(frames, settings))
     body = markdown(single, speed, cap, trials, mem, load_start)
