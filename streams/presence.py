@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from streams import presence_snapshot
+from streams import presence_snapshot, recordings
 from streams.presence_fanout import PresenceDatabase, iso
 from streams.presence_publisher import Publisher
 from streams.presence_redis import RedisStore
@@ -59,6 +59,7 @@ class Presence:
         self.ttl_s = settings.PRESENCE_TTL_S if ttl_s is None else ttl_s
         self.heartbeat_s = settings.PRESENCE_HEARTBEAT_S if heartbeat_s is None else heartbeat_s
         self._local: Counter[int] = Counter()  # presence sockets open in this process
+        self._untold: Counter[int] = Counter()  # closed sockets the store did not hear of (yet)
         self._owned: dict[int, StreamState] = {}  # streams this process reported started
         self._timers: dict[int, asyncio.Task[None]] = {}
         self._ticker: asyncio.Task[None] | None = None
@@ -114,8 +115,10 @@ class Presence:
     async def _tick(self) -> None:
         """Heartbeat, then reap dead processes, then finish grace periods that are due."""
         if await self.store.beat(int(self.ttl_s * 1000)):
+            self._untold.clear()  # restored from our own counts: nothing left to tell
             for uid, seq in await self.store.restore(dict(self._local), dict(self._owned)):
                 await self._publisher.announce(uid, True, seq)
+        await self._tell_closed_sockets()
         await self._reaped(await self.store.reap(self._grace_ms))
         for uid in await self.store.due():
             await self._expire(uid)
@@ -132,9 +135,16 @@ class Presence:
         await self._ended(reaped.ended)
 
     async def _ended(self, ended: list[tuple[int, int]]) -> None:
-        """Streams whose process died: the live path cannot clear their flag, so we do."""
+        """Streams whose process died: the live path cannot clear their flag or finish their
+        recording, so we do."""
         for uid, seq in ended:
             await self._publisher.publish_stream(uid, seq, None, flags={"is_streaming": False})
+        if not ended:
+            return
+        try:
+            await self._db.run(recordings.recover_unfinished, owners=[uid for uid, _ in ended])
+        except DatabaseError:  # the rows stay unfinished until a process starts and recovers them
+            log.exception("Could not finish the recordings of a dead process's streams.")
 
     # -- sockets -----------------------------------------------------------------------------
 
@@ -150,11 +160,27 @@ class Presence:
                 log.warning("Could not tell user %s's friends they came online", user_id, exc_info=True)
 
     async def socket_closed(self, user_id: int) -> None:
+        """Uncount a socket; if the store cannot be told now, the next heartbeat tells it."""
         self._local[user_id] -= 1
         if self._local[user_id] <= 0:
             del self._local[user_id]
-        if await self.store.disconnect(user_id, self._grace_ms):
-            self._schedule_expire(user_id)
+        self._untold[user_id] += 1
+        await self._tell_closed_sockets()
+
+    async def _tell_closed_sockets(self) -> None:
+        # Without this, one failed call would leave the user online in the store for good.
+        for user_id in list(self._untold):
+            while self._untold[user_id] > 0:
+                self._untold[user_id] -= 1  # claimed before the await: a concurrent call skips it
+                try:
+                    last = await self.store.disconnect(user_id, self._grace_ms)
+                except STORE_ERRORS:
+                    self._untold[user_id] += 1
+                    raise
+                if last:
+                    self._schedule_expire(user_id)
+            if self._untold[user_id] <= 0:
+                del self._untold[user_id]
 
     def _schedule_expire(self, user_id: int) -> None:
         if self._closed:

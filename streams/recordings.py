@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,14 +110,22 @@ def _repair(relative: str, recording_id: int) -> RecordingStats:
     return RecordingStats(duration_s=0.0, size_bytes=0)
 
 
-def recover_unfinished() -> list[Recording]:
-    """Start-up: finish every row a crash left open, repairing its files' headers.
+def recover_unfinished(
+    *, owners: Collection[int] | None = None, skip_live_owners: bool = False
+) -> list[Recording]:
+    """Finish rows a crash left open, repairing their files' headers.
 
-    Only call when no session of this process is writing (start-up). Never raises for bad
-    or missing files: such rows end up finished with what could be measured (maybe 0 s).
+    Only for rows nobody is writing: at start-up (with `skip_live_owners` when other processes
+    may be writing their users' live streams), or for the `owners` whose process was found dead.
+    Never raises for bad or missing files: such rows end up finished with what could be measured.
     """
+    rows = Recording.objects.filter(finished=False)
+    if owners is not None:
+        rows = rows.filter(owner_id__in=owners)
+    if skip_live_owners:
+        rows = rows.exclude(owner__is_streaming=True)
     recovered = []
-    for rec in Recording.objects.filter(finished=False).order_by("pk"):
+    for rec in rows.order_by("pk"):
         audio = _repair(rec.audio_path, rec.pk)
         raw = _repair(rec.raw_path, rec.pk) if rec.raw_path else RecordingStats(0.0, 0)
         duration = audio.duration_s or raw.duration_s

@@ -16,7 +16,7 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aiortc import RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
@@ -54,6 +54,7 @@ class StreamRegistry:
         self._starting: set[int] = set()
         self._ending: dict[LiveSession, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._open_pcs: set[RTCPeerConnection] = set()  # every session's, added and removed there
         self._silence: bytes | None = None
         self._closed = False
 
@@ -61,7 +62,11 @@ class StreamRegistry:
 
     async def start(self) -> None:
         """Start-up work: finish recordings a crash left open; reset stale live flags."""
-        recovered = await database_sync_to_async(recordings.recover_unfinished)()
+        # With Redis, another process may be writing a live user's recording right now; those
+        # left by a dead process are finished by presence when it reaps that process.
+        recovered = await database_sync_to_async(recordings.recover_unfinished)(
+            skip_live_owners=bool(settings.REDIS_URL)
+        )
         if recovered:
             log.info("Recovered %d unfinished recording(s).", len(recovered))
         if not settings.REDIS_URL:  # single process: no session can be live elsewhere
@@ -87,7 +92,8 @@ class StreamRegistry:
         return self._sessions.get(user_id)
 
     def open_peer_connections(self) -> int:
-        return sum(s.peer_connections for s in self._sessions.values())
+        """Server-side peer connections not yet closed, ended sessions' included."""
+        return len(self._open_pcs)
 
     async def status(self, viewer: User, username: str) -> live_state.StreamStatus:
         owner = await database_sync_to_async(live_state.visible_owner)(viewer, username)
@@ -171,6 +177,7 @@ class StreamRegistry:
             ),
             max_listeners=settings.MAX_LISTENERS_PER_STREAM,
             timing=self._timing,
+            open_pcs=self._open_pcs,
         )
         return LiveSession(
             user_id=user.pk,
@@ -184,16 +191,19 @@ class StreamRegistry:
         """End the user's stream; False when there was none (stopping is idempotent)."""
         session = self._sessions.get(user.pk)
         if session is None:
-            if (
-                await database_sync_to_async(live_state.is_streaming)(user.pk)
-                and user.pk not in self._starting
-            ):
-                raise Conflict(
-                    "Your stream runs on another server process; stop it from the page that started it."
-                )
+            await self._refuse_if_live_elsewhere(user, "stop")
             return False
         await self.end_session(session, "stopped")
         return True
+
+    async def _refuse_if_live_elsewhere(self, user: User, verb: str) -> None:
+        """Conflict when the user's live session is held by another server process."""
+        if user.pk in self._starting or user.pk in self._sessions:
+            return
+        if await database_sync_to_async(live_state.is_streaming)(user.pk):
+            raise Conflict(
+                f"Your stream runs on another server process; {verb} it from the page that started it."
+            )
 
     async def end_session(self, session: LiveSession, reason: str) -> None:
         """End `session` once, whoever asks and however often; returns when it is all done."""
@@ -265,6 +275,7 @@ class StreamRegistry:
             raise BadRequest('Give "denoise" and/or "atten_lim_db".')
         session = self._sessions.get(user.pk)
         if session is None or session in self._ending:
+            await self._refuse_if_live_elsewhere(user, "change")
             raise NotFound("You are not live.")
         session.apply_settings(denoise=enabled, atten_lim_db=atten)
         await self._notify(

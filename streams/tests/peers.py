@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import inspect
 import json
 import secrets
 import time
@@ -173,10 +174,15 @@ async def accept(pc: RTCPeerConnection, answer: dict[str, Any]) -> None:
 
 
 async def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> None:  # noqa: ASYNC109
-    """Poll `predicate()` until true; for states that raise no event. TimeoutError otherwise."""
+    """Poll `predicate()` (plain or async) until true; for states that raise no event.
+    TimeoutError otherwise."""
     async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - these states have no event to await
+        while not await _truth(predicate()):  # noqa: ASYNC110 - these states have no event to await
             await asyncio.sleep(interval)
+
+
+async def _truth(value: Any) -> bool:
+    return bool(await value) if inspect.isawaitable(value) else bool(value)
 
 
 class ServicesClient(AsyncClient):

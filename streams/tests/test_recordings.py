@@ -131,6 +131,20 @@ def test_recover_unfinished_repairs_and_marks_rows(
     assert recordings.recover_unfinished() == []
 
 
+def test_recovery_leaves_a_live_owners_recording_to_the_process_writing_it(
+    alice: User, bob: User, media_root: Path
+) -> None:
+    live = recordings.create_recording(alice, denoise=True, atten_lim_db=100.0, record_raw=False)
+    User.objects.filter(pk=alice.pk).update(is_streaming=True)  # live on another process
+    crashed = recordings.create_recording(bob, denoise=True, atten_lim_db=100.0, record_raw=False)
+
+    assert [r.pk for r in recordings.recover_unfinished(skip_live_owners=True)] == [crashed.pk]
+    assert not Recording.objects.get(pk=live.pk).finished
+    # Once presence finds alice's process dead, it finishes her recording by owner.
+    assert recordings.recover_unfinished(owners=[bob.pk]) == []
+    assert [r.pk for r in recordings.recover_unfinished(owners=[alice.pk])] == [live.pk]
+
+
 # A separate process records 20 ms frames in real time and reports each one on stdout.
 CRASHING_WRITER = """
 import sys, time
