@@ -45,7 +45,7 @@ class ProcessorPool:
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._retired: list[ThreadPoolExecutor] = []  # stopped with their last user, not yet joined
+        self._retired: set[ThreadPoolExecutor] = set()  # stopped with their last user, still working
         self._open: set[AudioProcessor] = set()
         self._closed = False
 
@@ -67,19 +67,21 @@ class ProcessorPool:
         self._open.add(processor)
         return processor
 
-    def _release(self, processor: AudioProcessor) -> None:
+    def _release(self, processor: AudioProcessor, last_work: Future[None]) -> None:
         self._open.discard(processor)
         if not self._open and self._executor is not None:
-            self._executor.shutdown(wait=False)  # queued work (the last close) still runs
-            self._retired.append(self._executor)
-            self._executor = None
+            executor, self._executor = self._executor, None
+            executor.shutdown(wait=False)  # queued work (the last close) still runs
+            self._retired.add(executor)
+            # Forgotten once its work is done (its threads then exit): aclose() joins the rest.
+            last_work.add_done_callback(lambda _: self._retired.discard(executor))
 
     async def aclose(self) -> None:
         """Close every open processor and wait for the worker threads to finish."""
         self._closed = True
         for processor in list(self._open):
             processor.close()
-        retired, self._retired = self._retired, []
+        retired, self._retired = list(self._retired), set()
         for executor in retired:
             await asyncio.to_thread(executor.shutdown, wait=True)
 
@@ -171,8 +173,8 @@ class AudioProcessor:
         if self._closed:
             return
         self._closed = True
-        self._executor.submit(_close_when_loaded, self._denoiser)
-        self._pool._release(self)
+        closing = self._executor.submit(_close_when_loaded, self._denoiser)
+        self._pool._release(self, closing)
 
 
 def _observe(loaded: asyncio.Future[Denoiser]) -> None:

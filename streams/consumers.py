@@ -20,7 +20,8 @@ ws/stream/<username>/ (StreamConsumer), for the user or a friend on that user's 
 Client frames on both: {"type": "ping"} -> {"type": "pong"}. Anything else (binary, not JSON,
 unknown type, over 4096 bytes) -> {"type": "error", "error": "<sentence>"}; the socket stays open.
 Close codes: 4401 not logged in, 4403 not (or no longer) a friend of the page's owner,
-4404 no such user, 1011 the presence store is unreachable. The server accepts the handshake
+4404 no such user, 1011 the presence store is unreachable, 1009 (Daphne's own) a frame over
+Daphne's 1 MB message limit. The server accepts the handshake
 and closes at once with the code, so browsers see it (a refused handshake shows as 1006).
 """
 

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCIceServer, RTCPeerConnection, RTCSessionDescription
@@ -68,6 +68,7 @@ class SessionParts:
     listeners_changed: Callable[[int], None]
     max_listeners: int
     timing: Timing
+    open_pcs: set[RTCPeerConnection] = field(default_factory=set)  # the registry's, until closed
 
 
 class LiveSession:
@@ -119,12 +120,6 @@ class LiveSession:
         return len(self.listeners)
 
     @property
-    def peer_connections(self) -> int:
-        """Server-side peer connections of this session not yet closed."""
-        pcs = [*self.listeners, *([self.broadcaster] if self.broadcaster else [])]
-        return sum(pc.connectionState != "closed" for pc in pcs)
-
-    @property
     def delay_s(self) -> float:
         """The engine's constant delay (the same with denoising on or off)."""
         denoiser = self._parts.processor.denoiser
@@ -150,9 +145,8 @@ class LiveSession:
             raise Conflict("This session already has its broadcaster connection.")
         if self._closing is not None:
             raise Unavailable("This session is ending.")
-        pc = new_peer_connection(self._parts.ice_servers())
+        pc = self._new_pc()
         self.broadcaster = pc
-        self._metrics.peer_connections.inc()
         pc.on("connectionstatechange", lambda: self._broadcaster_state(pc))
         try:
             answer, track = await answer_broadcaster(pc, offer)
@@ -181,9 +175,8 @@ class LiveSession:
             on_packet=self._packet_handed_off,
             on_silence=self._metrics.silence_packets.inc,
         )
-        pc = new_peer_connection(self._parts.ice_servers())
+        pc = self._new_pc()
         self.listeners[pc] = track
-        self._metrics.peer_connections.inc()
         self._metrics.listeners.inc()
         pc.on("connectionstatechange", lambda: self._listener_state(pc))
         try:
@@ -273,7 +266,14 @@ class LiveSession:
         self._parts.processor.close()
         return await self._parts.recorder.aclose()
 
+    def _new_pc(self) -> RTCPeerConnection:
+        pc = new_peer_connection(self._parts.ice_servers())
+        self._parts.open_pcs.add(pc)
+        self._metrics.peer_connections.inc()
+        return pc
+
     async def _close_pc(self, pc: RTCPeerConnection) -> None:
+        self._parts.open_pcs.discard(pc)
         self._metrics.peer_connections.dec()
         # Shielded: a close interrupted half-way would make every later pc.close() hang.
         await asyncio.shield(pc.close())

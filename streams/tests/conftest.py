@@ -185,6 +185,7 @@ class RecordedEvents:
     def __init__(self) -> None:
         self.calls: list[tuple[str, int, dict[str, Any]]] = []
         self.online: dict[int, bool] = {}
+        self.online_answers: list[tuple[int, bool]] = []  # what each is_online() call answered
 
     def names(self, user_id: int) -> list[str]:
         return [name for name, uid, _ in self.calls if uid == user_id]
@@ -208,7 +209,9 @@ class RecordedEvents:
         await self._record("listeners_changed", user_id, count=count)
 
     async def is_online(self, user_id: int) -> bool:
-        return self.online.get(user_id, False)
+        answer = self.online.get(user_id, False)
+        self.online_answers.append((user_id, answer))
+        return answer
 
 
 @pytest.fixture

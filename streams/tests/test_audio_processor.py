@@ -14,6 +14,7 @@ from denoise.exceptions import InvalidSettingError, StreamClosedError
 from denoise.stream import Denoiser
 from denoise.tests.conftest import RATE, read_int16, samples_of, stereo_frames
 from streams.audio_processor import AudioProcessor, ProcessorPool
+from streams.tests.peers import wait_for
 
 SECONDS = 1.5
 
@@ -74,6 +75,15 @@ async def test_pool_starts_lazily_and_stops_with_its_last_user(streams: list[lis
         pool.open()
     with pytest.raises(StreamClosedError):
         await third.process(streams[0][0])
+
+
+async def test_stopped_pools_are_forgotten_once_their_work_is_done(streams: list[list[av.AudioFrame]]):
+    async with ProcessorPool() as pool:
+        for _ in range(3):  # a server's streams come and go for months
+            processor = pool.open()
+            await processor.process(streams[0][0])
+            processor.close()
+        await wait_for(lambda: not pool._retired, timeout=10)
 
 
 async def test_controls_are_validated_and_applied(streams: list[list[av.AudioFrame]]):

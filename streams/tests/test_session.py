@@ -162,6 +162,6 @@ async def test_media_that_stops_asks_to_end(make_session: Any) -> None:
     session, _, _ = make_session(FakeProcessor(), media_gap_s=0.3, watchdog_s=0.05)
     source = peers.ArrayTrack(_tone(5.0))
     session.attach(source)
-    await asyncio.sleep(0.2)
+    await peers.wait_for(lambda: session.media.frames_in >= 5, timeout=5)
     source.playing.clear()  # the broadcaster goes quiet without hanging up
     assert await asyncio.wait_for(session.ended, timeout=5) == "media_stopped"

@@ -116,6 +116,7 @@ def _cases(sid: str, sdps: dict[str, str]) -> list[tuple[str | None, str, str, A
         ("bob", "post", listen, {"sdp": sdps["video"], "type": "offer"}, 400),
         ("bob", "post", listen, "null", 400),
         ("bob", "get", listen, None, 405),
+        ("bob", "post", listen, {"sdp": big, "type": "offer"}, 413),
         # settings
         ("bob", "patch", "/api/stream/settings/", {"denoise": False}, 404),
         ("alice", "patch", "/api/stream/settings/", {}, 400),
@@ -125,8 +126,10 @@ def _cases(sid: str, sdps: dict[str, str]) -> list[tuple[str | None, str, str, A
         ("alice", "patch", "/api/stream/settings/", {"volume": 3}, 400),
         ("alice", "patch", "/api/stream/settings/", "[]", 400),
         ("alice", "post", "/api/stream/settings/", {"denoise": False}, 405),
+        ("alice", "patch", "/api/stream/settings/", {"denoise": False, "pad": big}, 413),
         # stop and status
         ("bob", "get", "/api/stream/stop/", None, 405),
+        ("alice", "post", "/api/stream/stop/", {"pad": big}, 413),  # she stays live
         ("carol", "get", "/api/stream/status/alice/", None, 403),
         ("bob", "get", "/api/stream/status/nobody/", None, 404),
     ]
