@@ -5,6 +5,7 @@ Each app's tests/conftest.py adds its own (database snapshots, services, browser
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import pytest
@@ -13,6 +14,16 @@ from rest_framework.test import APIClient
 
 from fc25_denoise.testing import PASSWORD, MakeUser
 from users.models import Friendship, User
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """WebRTC media stays inside the private network namespace that scripts/netns-run makes."""
+    if item.get_closest_marker("webrtc") and os.environ.get("RD_NETNS_INSIDE") != "1":
+        pytest.fail(
+            "this test opens WebRTC connections: run it inside the private network namespace "
+            "(scripts/netns-run .venv/bin/python -m pytest ..., as make test does)",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,8 @@ from streams.session import LiveSession, SessionParts, Timing
 from streams.tests import peers
 from streams.webrtc_handler import parse_offer
 
+pytestmark = pytest.mark.webrtc
+
 
 class FakeProcessor:
     """Stands in for the engine adapter: copies frames, optionally slowly."""
