@@ -51,7 +51,7 @@ def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coturn]:
             lambda: server.poll() is not None or stun_answers((peers[0], port)), START_TIMEOUT_S, "coturn"
         )
         assert server.poll() is None, f"turnserver exited with {server.returncode}"
-        yield Coturn(host=peers[0], port=port, secret=TURN_SECRET)
+        yield Coturn(host=peers[0], port=port, secret=TURN_SECRET, log=folder / "turn.log")
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -75,6 +75,7 @@ class Coturn:
     host: str
     port: int
     secret: str
+    log: Path  # the log-file of its test config
 
     def urls(self) -> list[str]:
         return [
@@ -84,7 +85,8 @@ class Coturn:
 
 
 def coturn_config(port: int, peers: list[str], folder: Path) -> str:
-    """The shipped template, with the test's only changes: log to a file, no syslog."""
+    """The shipped template, with the test's only changes: log to a file (verbose, so each
+    allocation is logged), no syslog."""
     config = render(
         (DEPLOY / "coturn" / "turnserver.conf").read_text(),
         {
@@ -97,6 +99,6 @@ def coturn_config(port: int, peers: list[str], folder: Path) -> str:
         },
     )
     extra = [f"allowed-peer-ip={peer}" for peer in peers[1:]]
-    extra += [f"log-file={folder / 'turn.log'}", "simple-log", f"pidfile={folder / 'turn.pid'}"]
+    extra += [f"log-file={folder / 'turn.log'}", "simple-log", "verbose", f"pidfile={folder / 'turn.pid'}"]
     assert "\nsyslog\n" in config
     return config.replace("\nsyslog\n", "\n") + "\n".join(extra) + "\n"
