@@ -1,4 +1,4 @@
-"""Recordings API: the list of a user's recordings, their files (with Range), deletion.
+"""Recordings API: the list of a user's recordings, their files (with Range), waveforms, deletion.
 
 Errors are JSON `{"error": ...}`. The list includes a running recording (`"finished": false`,
 0 duration and size until it ends) so its owner and friends can see a stream is being kept.
@@ -27,9 +27,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from streams import recordings
+from streams import peaks, recordings
 from streams.exceptions import NotFound, StreamError
 from streams.models import Recording
+from streams.recording_peaks import peaks_source
+from users.models import User
 
 # At most 30 digits: int() refuses very long digit strings, and no file is that large anyway.
 _RANGE = re.compile(r"bytes=([0-9]{0,30})-([0-9]{0,30})", re.IGNORECASE)
@@ -87,13 +89,21 @@ def _open(path: Path) -> tuple[BinaryIO, int]:
     return fh, os.fstat(fh.fileno()).st_size
 
 
-async def recording_file(request: HttpRequest, recording_id: int, raw: bool) -> HttpResponseBase:
-    """GET/HEAD /api/recordings/<id>/audio/ or /raw/: owner and owner's friends."""
-    if request.method not in ("GET", "HEAD"):
-        return _error(405, f"Method {request.method} is not allowed here.", Allow="GET, HEAD")
+async def _viewer(request: HttpRequest, methods: str) -> User | JsonResponse:
+    """The signed-in caller, or the refusal to send when the method or the caller won't do."""
+    if request.method not in methods.split(", "):
+        return _error(405, f"Method {request.method} is not allowed here.", Allow=methods)
     user = await request.auser()
     if not user.is_authenticated:
         return _error(401, "Authentication credentials were not provided.")
+    return user
+
+
+async def recording_file(request: HttpRequest, recording_id: int, raw: bool) -> HttpResponseBase:
+    """GET/HEAD /api/recordings/<id>/audio/ or /raw/: owner and owner's friends."""
+    user = await _viewer(request, "GET, HEAD")
+    if isinstance(user, JsonResponse):
+        return user
     try:
         target = await database_sync_to_async(recordings.recording_file)(user, recording_id, raw=raw)
         fh, size = await asyncio.to_thread(_open, target.path)
@@ -126,6 +136,25 @@ async def recording_file(request: HttpRequest, recording_id: int, raw: bool) -> 
     return _FileSlice(fh, start, end - start + 1, status=status, headers=headers)
 
 
+async def recording_peaks(request: HttpRequest, recording_id: int) -> JsonResponse:
+    """GET /api/recordings/<id>/peaks/: the denoised file's waveform (streams.peaks), for those
+    who may fetch that file; a running recording gives the peaks of what is written so far."""
+    user = await _viewer(request, "GET")
+    if isinstance(user, JsonResponse):
+        return user
+    try:
+        path, finished = await database_sync_to_async(peaks_source)(user, recording_id)
+        # Not in the database thread: a long recording takes a while to read.
+        body = await asyncio.to_thread(peaks.peaks_of, path, cache=finished)
+    except StreamError as exc:
+        return _error(exc.status_code, str(exc))
+    except OSError:
+        return _error(404, "The recording's file is missing.")
+    except peaks.PeaksError:
+        return _error(409, "The recording's file cannot be read as audio.")
+    return JsonResponse(body, headers={"Cache-Control": "private, no-cache"})
+
+
 def _as_json(rec: Recording) -> dict[str, Any]:
     return {
         "id": rec.pk,
@@ -138,6 +167,7 @@ def _as_json(rec: Recording) -> dict[str, Any]:
         "recovered": rec.recovered,
         "audio_url": reverse("recording-audio", args=[rec.pk]),
         "raw_url": reverse("recording-raw", args=[rec.pk]) if rec.raw_path else None,
+        "peaks_url": reverse("recording-peaks", args=[rec.pk]),
     }
 
 

@@ -19,6 +19,7 @@ urlpatterns: list[URLPattern] = [
         {"raw": True},
         name="recording-raw",
     ),
+    path("recordings/<int:recording_id>/peaks/", recording_views.recording_peaks, name="recording-peaks"),
     # --- presence (polling fallback of ws/presence/) ---
     path("presence/", presence_views.presence, name="api-presence"),
     # --- end presence ---

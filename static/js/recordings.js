@@ -112,7 +112,7 @@ class RecordingItem {
 
   async drawWaveform() {
     try {
-      this.peaks = await loadPeaks(this.rec.audio_url, this.rec.size_bytes);
+      this.peaks = await loadPeaks(this.rec.peaks_url);
     } catch {
       this.peaks = null; // a missing picture is not worth an error message
     }
@@ -134,7 +134,7 @@ export class RecordingList {
     this.items = new Map();
     this.refreshTimer = 0;
     this.drawQueue = Promise.resolve();
-    // Waveforms need the whole file: fetch them one at a time, only for recordings on screen.
+    // Each waveform costs the server a read of a whole file: one at a time, only those on screen.
     this.observer = new IntersectionObserver((entries) => {
       for (const entry of entries) {
         if (!entry.isIntersecting) continue;

@@ -1,35 +1,12 @@
-// Waveform pictures of recordings, decoded in the browser from the audio file itself.
+// Waveform pictures of recordings, from the min/max pairs the server computes
+// (GET /api/recordings/<id>/peaks/), so no recording is downloaded just for its picture.
 
-const BUCKETS = 800;
-const MAX_BYTES = 40 * 1024 * 1024; // larger files are not fetched just for a picture
+import { api } from "./api.js";
 
-/** Min/max pairs of `BUCKETS` slices of the first channel. */
-function peaksOf(buffer) {
-  const data = buffer.getChannelData(0);
-  const step = Math.max(1, Math.floor(data.length / BUCKETS));
-  const peaks = new Float32Array(BUCKETS * 2);
-  for (let b = 0; b < BUCKETS; b++) {
-    let lo = 0;
-    let hi = 0;
-    const end = Math.min(data.length, (b + 1) * step);
-    for (let i = b * step; i < end; i++) {
-      const v = data[i];
-      if (v < lo) lo = v;
-      else if (v > hi) hi = v;
-    }
-    peaks[b * 2] = lo;
-    peaks[b * 2 + 1] = hi;
-  }
-  return peaks;
-}
-
-export async function loadPeaks(url, sizeBytes) {
-  if (sizeBytes > MAX_BYTES) return null;
-  const response = await fetch(url, { credentials: "same-origin" });
-  if (!response.ok) throw new Error(`could not fetch the recording (${response.status})`);
-  // A tiny OfflineAudioContext decodes without needing a user gesture or speakers.
-  const ctx = new OfflineAudioContext(1, 1, 48000);
-  return peaksOf(await ctx.decodeAudioData(await response.arrayBuffer()));
+/** [min0, max0, min1, max1, ...] of the denoised file's first channel; null when it is empty. */
+export async function loadPeaks(url) {
+  const { peaks } = await api(url);
+  return peaks.length ? peaks : null;
 }
 
 export function drawPeaks(canvas, peaks) {

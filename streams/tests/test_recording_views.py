@@ -67,6 +67,7 @@ def test_owner_sees_own_recordings_newest_first_running_one_included(
         "recovered": False,
         "audio_url": f"/api/recordings/{older.pk}/audio/",
         "raw_url": f"/api/recordings/{older.pk}/raw/",
+        "peaks_url": f"/api/recordings/{older.pk}/peaks/",
     }
     assert body[1]["raw_url"] is None
     assert body[0]["finished"] is False
