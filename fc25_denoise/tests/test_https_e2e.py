@@ -111,6 +111,7 @@ def test_the_browser_scenario_works_over_https_through_nginx(
     assert ("POST", "/api/stream/start/", 201) in seen
     assert ("POST", "/api/webrtc/offer/", 200) in seen
     assert ("POST", "/api/webrtc/listen/alice/", 200) in seen
+    assert ("GET", "/api/ice-servers/", 200) in seen  # asked before each peer connection
     assert [p for _, p, status in seen if re.fullmatch(r"/api/recordings/\d+/peaks/", p) and status == 200]
     assert not [entry for entry in seen if entry[2] >= 500]
 

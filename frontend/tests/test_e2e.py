@@ -139,7 +139,9 @@ def listen(alice: Person, bob: Person) -> None:
     bob.page.locator(f"{bob.friend_row('alice')} a").click()
     bob.page.wait_for_url("**/friend/alice/")
     expect(bob.page.locator("#live-badge")).to_be_visible()
-    bob.page.get_by_role("button", name="Start listening").click()
+    with bob.page.expect_response(lambda r: r.url.endswith("/api/ice-servers/")) as ice:
+        bob.page.get_by_role("button", name="Start listening").click()
+    assert ice.value.status == 200  # fresh ICE servers (TURN credentials) for each connection
     expect(bob.page.get_by_role("button", name="Stop listening")).to_be_visible(timeout=20000)
     bob.meter_above("#heard-meter", 10)
     expect(bob.page.locator("#denoise-indicator")).to_have_attribute("data-denoise", "on")

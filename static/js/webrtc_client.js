@@ -5,6 +5,7 @@ import { api } from "./api.js";
 
 const GATHER_TIMEOUT_MS = 3000;
 const CONNECT_TIMEOUT_MS = 15000;
+const ICE_FETCH_TIMEOUT_MS = 5000;
 const FAILED =
   "The audio connection to the server could not be made. Check your network (a firewall may block it) and try again.";
 
@@ -16,13 +17,27 @@ export class ConnectionFailed extends Error {
 }
 
 /** The RTCIceServer list the page was rendered with (json_script id="ice-servers"). */
-export function iceServers() {
+function iceServers() {
   const node = document.getElementById("ice-servers");
   try {
     return node ? JSON.parse(node.textContent) : [];
   } catch {
     return [];
   }
+}
+
+/**
+ * A fresh RTCIceServer list: TURN credentials expire (TURN_TTL_S), so a page open for hours asks
+ * again for each connection. Falls back to the page's list if the server does not answer.
+ */
+async function freshIceServers() {
+  try {
+    const body = await api("/api/ice-servers/", { signal: AbortSignal.timeout(ICE_FETCH_TIMEOUT_MS) });
+    if (Array.isArray(body?.iceServers)) return body.iceServers;
+  } catch {
+    // fall through: the page's list, whose TURN entry may have expired, beats none
+  }
+  return iceServers();
 }
 
 function gatheringComplete(pc) {
@@ -85,7 +100,7 @@ async function negotiate(pc, url, extra) {
 
 /** Send `stream` (the microphone) for live session `sessionId`. Returns the open connection. */
 export async function publish(stream, sessionId, { onLost }) {
-  const pc = new RTCPeerConnection({ iceServers: iceServers() });
+  const pc = new RTCPeerConnection({ iceServers: await freshIceServers() });
   try {
     for (const track of stream.getAudioTracks()) pc.addTrack(track, stream);
     await negotiate(pc, "/api/webrtc/offer/", { session_id: sessionId });
@@ -99,7 +114,7 @@ export async function publish(stream, sessionId, { onLost }) {
 
 /** Receive `username`'s live stream. Resolves to {pc, stream} once audio flows. */
 export async function subscribe(username, { onLost }) {
-  const pc = new RTCPeerConnection({ iceServers: iceServers() });
+  const pc = new RTCPeerConnection({ iceServers: await freshIceServers() });
   const received = new Promise((resolve) => {
     pc.addEventListener("track", (event) => resolve(event.streams[0] || new MediaStream([event.track])));
   });
