@@ -5,8 +5,7 @@ class StreamsConfig(AppConfig):
     name = "streams"
 
     def ready(self) -> None:
-        from streams import receivers, recording_peaks, recordings
+        from streams import receivers, recordings
 
         receivers.connect()
         recordings.connect()
-        recording_peaks.connect()

@@ -30,7 +30,6 @@ from rest_framework.views import APIView
 from streams import peaks, recordings
 from streams.exceptions import NotFound, StreamError
 from streams.models import Recording
-from streams.recording_peaks import peaks_source
 from users.models import User
 
 # At most 30 digits: int() refuses very long digit strings, and no file is that large anyway.
@@ -143,9 +142,9 @@ async def recording_peaks(request: HttpRequest, recording_id: int) -> JsonRespon
     if isinstance(user, JsonResponse):
         return user
     try:
-        path, finished = await database_sync_to_async(peaks_source)(user, recording_id)
+        file = await database_sync_to_async(recordings.recording_file)(user, recording_id, raw=False)
         # Not in the database thread: a long recording takes a while to read.
-        body = await asyncio.to_thread(peaks.peaks_of, path, cache=finished)
+        body = await asyncio.to_thread(peaks.peaks_of, file.path, cache=file.finished)
     except StreamError as exc:
         return _error(exc.status_code, str(exc))
     except OSError:

@@ -20,6 +20,7 @@ from django.db.models import QuerySet
 from django.db.models.signals import post_delete
 from django.utils import timezone
 
+from streams import peaks
 from streams.exceptions import Conflict, Forbidden, NotFound, Unavailable
 from streams.models import Recording
 from streams.recorder import Recorder
@@ -38,6 +39,7 @@ _MAX_ID = 2**63 - 1  # bigint primary keys; larger numbers would overflow the da
 class RecordingFile:
     path: Path
     filename: str  # what a browser should save it as
+    finished: bool  # False while its stream is still writing it
 
 
 def _dir_name(user: User) -> str:
@@ -169,7 +171,7 @@ def recording_file(viewer: User, recording_id: int, *, raw: bool) -> RecordingFi
     path = _safe_path(relative)
     if path is None:
         raise NotFound("This recording has no raw file." if raw else "This recording has no audio file.")
-    return RecordingFile(path=path, filename=f"{rec.owner.username}-{path.name}")
+    return RecordingFile(path=path, filename=f"{rec.owner.username}-{path.name}", finished=rec.finished)
 
 
 def delete_recording(user: User, recording_id: int) -> None:
@@ -198,7 +200,9 @@ def remove_files(sender: type[Recording], instance: Recording, using: str, **kwa
     whose finalize then finds no row). Kept, they would be orphans no row or recovery ever sees.
     """
     recording_id = instance.pk  # read now: Django clears the pk once the deletion is done
-    paths = [p for p in (_safe_path(instance.audio_path), _safe_path(instance.raw_path)) if p is not None]
+    audio, raw = _safe_path(instance.audio_path), _safe_path(instance.raw_path)
+    # The waveform cached beside the audio file (streams.peaks) goes with it.
+    paths = [p for p in (audio, raw, audio and peaks.cache_path(audio)) if p is not None]
     transaction.on_commit(lambda: _unlink(paths, recording_id), using=using)
 
 
