@@ -199,6 +199,14 @@ Load average: {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end
 | --- | --- | --- |
 {table}
 
+Why the capacity is well below the single-stream figure (0.7 ms a hop, "about 27 streams"):
+every libDF state holds its own copy of the model's weights (about 8 MB), so a stream's hop only
+runs at that speed while its weights are in the caches. With streams taking turns, or with
+frames arriving one per 20 ms on this shared host, they have been evicted by the time the next
+frame comes: the rows "taking turns" and "fed in real time" measure that, and the ceilings
+computed from them, not the back-to-back one, are what the capacity search approaches. Sharing
+one copy of the weights between states would need a change to libDF's C API.
+
 Capacity search (each trial feeds every stream one frame per 20 ms on the shared pool; a frame
 is late when its output is ready more than 20 ms after it was due; a trial stops early once a
 stream is a second behind, counting its remaining frames late):
