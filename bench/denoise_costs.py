@@ -25,10 +25,15 @@ def rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def model_hops(frames: list[av.AudioFrame]) -> np.ndarray:
+    """The frames' left channel as float32 hops of the model's size, one per row."""
+    mono = np.concatenate([f.to_ndarray()[0, ::2] for f in frames]).astype(np.float32) / 32768.0
+    return mono.reshape(-1, DeepFilterNet3.hop_size)
+
+
 def native_hop_times(frames: list[av.AudioFrame], repeats: int) -> tuple[list[float], list[float]]:
     """Wall and CPU milliseconds of each native hop over the file, `repeats` times."""
-    mono = np.concatenate([f.to_ndarray()[0, ::2] for f in frames]).astype(np.float32) / 32768.0
-    hops = mono.reshape(-1, DeepFilterNet3.hop_size)
+    hops = model_hops(frames)
     engine, wall, cpu = DeepFilterNet3(), [], []
     for _ in range(repeats):
         state = engine.open()
@@ -45,8 +50,7 @@ def interleaved_hop_cpu(frames: list[av.AudioFrame], streams: int = 12, rounds: 
     """Median CPU ms per native hop when `streams` states take turns, two hops (one 20 ms frame)
     each: as on a busy server. Every state holds its own copy of the weights, so each turn
     starts with them out of cache; this, not the single-stream hop, bounds the capacity."""
-    mono = np.concatenate([f.to_ndarray()[0, ::2] for f in frames]).astype(np.float32) / 32768.0
-    hops = mono.reshape(-1, DeepFilterNet3.hop_size)
+    hops = model_hops(frames)
     engine = DeepFilterNet3()
     states = [engine.open() for _ in range(streams)]
     per_round = []

@@ -13,6 +13,7 @@ from django.test import AsyncClient
 
 from streams import peaks, recordings
 from streams.models import Recording
+from streams.tests.test_recording_views import assert_json_refusals
 from users.models import User
 
 Befriend = Callable[[User, User], None]
@@ -82,10 +83,7 @@ async def test_refusals_are_json_like_the_audio_files(
         (owner, "get", f"/api/recordings/{garbled.pk}/peaks/", 409),
         (owner, "post", f"/api/recordings/{shared.pk}/peaks/", 405),
     ]
-    for client, method, path, status in cases:
-        response = await getattr(client, method)(path)
-        assert (path, method, response.status_code) == (path, method, status)
-        assert set(response.json()) == {"error"}
+    await assert_json_refusals(cases)
     for rec in (shared, garbled):  # nothing cached for a refusal
         assert not peaks.cache_path(media_root / rec.audio_path).exists()
 

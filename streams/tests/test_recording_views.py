@@ -255,6 +255,11 @@ async def test_file_refusals(shared: Recording, alice: User, carol: User, media_
         (owner, "post", f"/api/recordings/{shared.pk}/audio/", 405),
         (owner, "delete", f"/api/recordings/{shared.pk}/audio/", 405),
     ]
+    await assert_json_refusals(cases)
+
+
+async def assert_json_refusals(cases: list[tuple[Any, str, str, int]]) -> None:
+    """Each (client, method, path, status) is answered with that status and a JSON error alone."""
     for client, method, path, status in cases:
         response = await getattr(client, method)(path)
         assert (path, method, response.status_code) == (path, method, status)
