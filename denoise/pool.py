@@ -3,7 +3,9 @@
     pool = ProcessorPool()                      # one per process; starts threads lazily
     processor = pool.open(atten_lim_db=100.0)   # one per audio track; returns at once
     out = await processor.process(frame)        # same format/size/pts as `frame`, 30 ms later
+    out = await processor.process_samples(mono) # or mono float32 at 48 kHz, no conversion
     processor.enabled = False                   # live controls, applied from the next frame
+    processor.controls = Controls(...)          # (the same, as one value; see Controls)
     processor.close()                           # frees the model state after in-flight work
     await pool.aclose()                         # at shutdown: closes the rest, joins threads
 
@@ -23,9 +25,10 @@ from types import TracebackType
 
 import av
 
-from denoise.engine import ATTEN_LIM_MAX_DB, DeepFilterNet3, Engine, validate_atten_lim
+from denoise.audio import Mono
+from denoise.engine import ATTEN_LIM_MAX_DB, DeepFilterNet3, Engine
 from denoise.exceptions import StreamClosedError
-from denoise.stream import Denoiser, validate_enabled
+from denoise.stream import Controls, Denoiser
 
 
 def cpu_count() -> int:
@@ -54,16 +57,25 @@ class ProcessorPool:
         """Whether worker threads are currently allocated (between first open and last close)."""
         return self._executor is not None
 
-    def open(self, *, atten_lim_db: float = ATTEN_LIM_MAX_DB, enabled: bool = True) -> AudioProcessor:
+    def open(
+        self,
+        *,
+        atten_lim_db: float = ATTEN_LIM_MAX_DB,
+        enabled: bool = True,
+        controls: Controls | None = None,
+    ) -> AudioProcessor:
         """A processor for one stream. Its model loads in the background; the first
-        `process()` waits for it. Raises InvalidSettingError for bad settings."""
+        `process()` waits for it. Raises InvalidSettingError for bad settings. `controls`, when
+        given (already checked), stands for `atten_lim_db` and `enabled`."""
+        if controls is None:
+            controls = Controls.checked(enabled, atten_lim_db)
         if self._closed:
             raise StreamClosedError("this ProcessorPool is closed")
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="denoise")
         if self._engine is None:
             self._engine = self._engine_factory()
-        processor = AudioProcessor(self, self._executor, self._engine, atten_lim_db, enabled)
+        processor = AudioProcessor(self, self._executor, self._engine, controls)
         self._open.add(processor)
         return processor
 
@@ -99,19 +111,15 @@ class AudioProcessor:
     use it from the event loop's thread (the controls may be set from anywhere)."""
 
     def __init__(
-        self,
-        pool: ProcessorPool,
-        executor: ThreadPoolExecutor,
-        engine: Engine,
-        atten_lim_db: float,
-        enabled: bool,
+        self, pool: ProcessorPool, executor: ThreadPoolExecutor, engine: Engine, controls: Controls
     ) -> None:
         self._pool = pool
         self._executor = executor
-        self._atten_lim_db = validate_atten_lim(atten_lim_db)
-        self._enabled = validate_enabled(enabled)
+        self._engine = engine
+        # The one place the stream's controls live; each frame reads them once.
+        self.controls = controls
         self._denoiser: Future[Denoiser] = executor.submit(
-            Denoiser, atten_lim_db=atten_lim_db, enabled=enabled, engine=engine
+            Denoiser, atten_lim_db=controls.atten_lim_db, enabled=controls.enabled, engine=engine
         )
         self._turn = asyncio.Lock()  # FIFO: a stream's frames run one at a time, in call order
         self._closed = False
@@ -122,10 +130,33 @@ class AudioProcessor:
             denoiser = await asyncio.wrap_future(self._denoiser)
             if self._closed:  # checked after the await: close() may have run meanwhile
                 raise StreamClosedError("this AudioProcessor is closed")
-            denoiser.enabled = self._enabled
-            denoiser.atten_lim_db = self._atten_lim_db
+            controls = self.controls
+            denoiser.enabled = controls.enabled
+            denoiser.atten_lim_db = controls.atten_lim_db
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, denoiser.process, frame)
+
+    async def process_samples(self, samples: Mono) -> Mono:
+        """Denoise one block of mono float32 samples at the engine's rate (see
+        `Denoiser.process_samples`): what a live stream converted once at its entry."""
+        async with self._turn:
+            denoiser = await asyncio.wrap_future(self._denoiser)
+            if self._closed:
+                raise StreamClosedError("this AudioProcessor is closed")
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._executor, denoiser.process_samples, samples, self.controls
+            )
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate `process_samples` takes (the engine's)."""
+        return self._engine.sample_rate
+
+    @property
+    def delay_s(self) -> float:
+        """The output's constant delay for `process_samples` blocks of whole hops."""
+        return self._engine.delay_samples / self._engine.sample_rate
 
     async def ready(self) -> bool:
         """Wait for the model to load (~0.5 s of CPU), so the first frames do not queue behind
@@ -138,19 +169,19 @@ class AudioProcessor:
 
     @property
     def enabled(self) -> bool:
-        return self._enabled
+        return self.controls.enabled
 
     @enabled.setter
     def enabled(self, value: bool) -> None:
-        self._enabled = validate_enabled(value)
+        self.controls = Controls.checked(value, self.controls.atten_lim_db)
 
     @property
     def atten_lim_db(self) -> float:
-        return self._atten_lim_db
+        return self.controls.atten_lim_db
 
     @atten_lim_db.setter
     def atten_lim_db(self, value: float) -> None:
-        self._atten_lim_db = validate_atten_lim(value)
+        self.controls = Controls.checked(self.controls.enabled, value)
 
     @property
     def denoiser(self) -> Denoiser | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import dataclass
 from types import TracebackType
 
 import av
@@ -22,6 +23,20 @@ from denoise.exceptions import FormatError, FormatUnknownError, InvalidSettingEr
 
 CROSSFADE_MS = 15.0
 SNR_SMOOTHING_S = 0.2  # time constant of the exponential average of the model's local SNR
+
+
+@dataclass(frozen=True, slots=True)
+class Controls:
+    """A stream's live controls as one immutable value: replacing it is atomic, so whoever
+    holds it needs no lock. Build client input with `checked`; the engine trusts a Controls."""
+
+    enabled: bool = True
+    atten_lim_db: float = ATTEN_LIM_MAX_DB
+
+    @classmethod
+    def checked(cls, enabled: object, atten_lim_db: object) -> Controls:
+        """Controls from unchecked values; InvalidSettingError for a wrong type or range."""
+        return cls(validate_enabled(enabled), validate_atten_lim(atten_lim_db))  # type: ignore[arg-type]
 
 
 class _Pipeline:
@@ -141,28 +156,51 @@ class Denoiser:
         """Denoise one frame; returns a new frame of the same format, size, pts and time base."""
         with self._lock:
             state = self._live_state()
-            pipe = self._pipeline_for(frame)
-            if self._applied_atten != self._atten_lim_db:
-                self._applied_atten = self._atten_lim_db
-                state.set_atten_lim(self._applied_atten)
+            pipe = self._pipeline_for(FrameFormat.of(frame))
+            self._apply_atten(state, self._atten_lim_db)
             pipe.dry.push(pipe.codec.planar(frame))
             pipe.hops.push(pipe.codec.model_input(frame).reshape(1, -1))
             denoised = self._run_model(state, pipe)
             if denoised.size:
                 pipe.wet.push(pipe.codec.from_model(denoised))
-            count = pipe.fmt.samples
-            if len(pipe.wet) < count:
-                raise FormatError(f"internal buffering fell short for {pipe.fmt}")  # a bug, not input
-            mixed = self._mix(pipe, pipe.wet.pop(count), pipe.dry.pop(count))
+            mixed = self._mixed(pipe, self._enabled)
             return pipe.codec.frame(mixed, frame.pts, frame.time_base)
+
+    def process_samples(self, samples: Mono, controls: Controls) -> Mono:
+        """Denoise one block of mono float32 samples at the engine's rate, with `controls` (the
+        caller holds them; the Denoiser's own are not used). No format conversion at all; blocks
+        of whole hops (e.g. 960 samples) keep the delay at the engine's own. The first block
+        fixes the block size, like a first frame."""
+        with self._lock:
+            state = self._live_state()
+            rate = self._engine.sample_rate
+            pipe = self._pipeline_for(FrameFormat(rate, "mono", "flt", samples.shape[0], 1))
+            self._apply_atten(state, controls.atten_lim_db)
+            block = samples.reshape(1, -1)
+            pipe.dry.push(block)
+            pipe.hops.push(block)
+            denoised = self._run_model(state, pipe)
+            if denoised.size:
+                pipe.wet.push(denoised.reshape(1, -1))
+            return self._mixed(pipe, controls.enabled)[0]
+
+    def _apply_atten(self, state: EngineState, atten_lim_db: float) -> None:
+        if self._applied_atten != atten_lim_db:
+            self._applied_atten = atten_lim_db
+            state.set_atten_lim(atten_lim_db)
+
+    def _mixed(self, pipe: _Pipeline, enabled: bool) -> Planar:
+        count = pipe.fmt.samples
+        if len(pipe.wet) < count:
+            raise FormatError(f"internal buffering fell short for {pipe.fmt}")  # a bug, not input
+        return self._mix(pipe, pipe.wet.pop(count), pipe.dry.pop(count), enabled)
 
     def _live_state(self) -> EngineState:
         if self._state is None:
             raise StreamClosedError("this Denoiser is closed")
         return self._state
 
-    def _pipeline_for(self, frame: av.AudioFrame) -> _Pipeline:
-        fmt = FrameFormat.of(frame)
+    def _pipeline_for(self, fmt: FrameFormat) -> _Pipeline:
         if self._pipeline is None:
             self._pipeline = _Pipeline(fmt, self._engine)
         elif fmt != self._pipeline.fmt:
@@ -191,8 +229,8 @@ class Denoiser:
         last = self._snr_db
         self._snr_db = lsnr if last is None else last + self._snr_alpha * (lsnr - last)
 
-    def _mix(self, pipe: _Pipeline, wet: Planar, dry: Planar) -> Planar:
-        target = 1.0 if self._enabled else 0.0
+    def _mix(self, pipe: _Pipeline, wet: Planar, dry: Planar, enabled: bool) -> Planar:
+        target = 1.0 if enabled else 0.0
         start = self._gain
         if start == target:
             return wet if target == 1.0 else dry
