@@ -13,7 +13,10 @@ from users.exceptions import NotFound
 
 @login_required
 def main_view(request: HttpRequest) -> HttpResponse:
-    context = {"ice_servers": ice_servers_for(request.user), "noise_preference": preferences.noise_of(request.user)}
+    context = {
+        "ice_servers": ice_servers_for(request.user),
+        "noise_preference": preferences.noise_of(request.user),
+    }
     return render(request, "frontend/main.html", context)
 
 

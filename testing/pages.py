@@ -238,11 +238,12 @@ def friend_listens_scenario(people: MakePerson, daphne_server: LiveServer, tmp_p
         f"heard follows the recording {follows:.2f} (shuffled control {control:.2f})\n"
         f"listener gaps {dropout_fraction(heard_on):.1%} / {dropout_fraction(heard_off):.1%}; server {server}"
     )
-    # bob hears much less noise than alice's microphone makes at Maximum, some more at Light
-    # (at most 6 dB removed), and all of it with Off
+    # bob hears much less noise than alice's microphone makes at Maximum, and clearly more at
+    # Light (at most 6 dB removed) and Off. Light against Off is not asserted: 6 s captures of
+    # different parts of the file differ by a few dB in their own noise floor.
     assert on_floor < input_floor - 8
-    assert light_floor > on_floor + 4
-    assert off_floor > light_floor + 2
+    assert light_floor > on_floor + 5
+    assert off_floor > on_floor + 5
     # what bob heard follows the server's denoised recording, half a second at a time; the
     # same measure against that recording's half-seconds shuffled shows it can tell
     assert follows > 0.8

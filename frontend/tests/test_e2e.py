@@ -127,7 +127,9 @@ def test_a_field_with_an_error_is_marked(people: MakePerson, daphne_server: Live
 def record(alice: Person, seconds: float) -> None:
     start_streaming(alice)
     if seconds:
-        expect(alice.page.get_by_role("timer", name="Time live")).to_have_text(f"00:0{int(seconds)}", timeout=10000)
+        expect(alice.page.get_by_role("timer", name="Time live")).to_have_text(
+            f"00:0{int(seconds)}", timeout=10000
+        )
     stop_streaming(alice)
 
 
@@ -202,7 +204,9 @@ def test_second_tab_and_leaving_while_live(people: MakePerson, daphne_server: Li
     dave.page.get_by_role("link", name="Your recordings").click()
     dave.page.wait_for_url("**/friend/dave/")
     assert asked == ["beforeunload"]
-    expect(dave.page.locator("#live-state")).to_contain_text(re.compile("You are not live|stream has ended"), timeout=20000)
+    expect(dave.page.locator("#live-state")).to_contain_text(
+        re.compile("You are not live|stream has ended"), timeout=20000
+    )
     assert dave.context.request.get("/api/stream/status/dave/").json()["is_streaming"] is False
 
 

@@ -44,7 +44,7 @@ def test_main_page_has_the_sidebar_the_panel_and_its_data(
         'id="friend-list"',
         'id="incoming-list"',
         'id="stream-toggle"',
-        'id="denoise"',
+        'id="presets"',
     ):
         assert landmark in html
     assert 'src="/static/js/main.js"' in html
@@ -110,7 +110,7 @@ def test_own_page_shows_recordings_without_a_listen_button(alice: User, client_f
     response = client_for(alice).get("/friend/alice/")
     html = response.content.decode()
     assert response.status_code == 200
-    assert "<h1 id=\"friend-heading\">Your recordings</h1>" in html
+    assert '<h1 id="friend-heading">Your recordings</h1>' in html
     assert json_script(html, "is-self") is True
     assert 'id="listen-toggle"' not in html
     assert 'id="recordings"' in html

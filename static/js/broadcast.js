@@ -243,7 +243,7 @@ export class Broadcaster {
       return;
     }
     if (!saved) {
-      this.setState(State.ELSEWHERE);
+      this.serverStatus(status); // live from another tab or device
       return;
     }
     this.session = saved;

@@ -105,7 +105,7 @@ class FriendPage {
     const self = this.isSelf;
     const name = this.username;
     let text;
-    if (this.streaming) text = self ? "You are live now." : `${name} is live now. Press Listen to hear them.`;
+    if (this.streaming) text = self ? "You are live now." : `${name} is live now.`;
     else if (this.endedHere) text = self ? "Your stream has ended. The recording appears below." : `${name}'s stream has ended. The recording appears below.`;
     else {
       const last = this.lastLive ? ` Last live ${formatAgo(this.lastLive, this.clock.now())}.` : "";

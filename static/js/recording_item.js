@@ -70,10 +70,10 @@ export class RecordingItem {
     this.play.setAttribute("aria-label", `${this.audio.paused ? "Play" : "Pause"} ${this.label}`);
     this.seek.setAttribute("aria-label", `Position in ${this.label}`);
     this.downloads.replaceChildren(
-      el("a", { href: r.audio_url, download: "", class: "small-button", "aria-label": `Download ${this.label}, ${formatBytes(r.audio_bytes)}` },
+      el("a", { href: r.audio_url, download: "", class: "small-button", "aria-label": `Download ${formatBytes(r.audio_bytes)}: ${this.label}` },
         "Download ", el("span", { class: "size", text: formatBytes(r.audio_bytes) })),
       r.raw_url && el("a", { href: r.raw_url, download: "", class: "small-button",
-        "aria-label": `Download the original of ${this.label}, ${formatBytes(r.raw_bytes)}` },
+        "aria-label": `Original ${formatBytes(r.raw_bytes)}: download the original of ${this.label}` },
       "Original ", el("span", { class: "size", text: formatBytes(r.raw_bytes) })));
     if (this.ownerRow) this.renderOwnerActions();
   }

@@ -217,13 +217,13 @@ export class Sidebar {
         break;
       case "request_sent":
         action = el("button", { type: "button", class: "small-button", "aria-disabled": "true", "data-role": "requested",
-          text: "Requested", "aria-label": `Friend request to ${name} sent` });
+          text: "Requested", "aria-label": `Requested: friend request to ${name} sent` });
         break;
       case "request_received":
         action = this.button("Accept", `Accept ${name}'s friend request`, "accept", () => this.acceptFrom(name), "primary");
         break;
       default:
-        action = this.button("Add", `Send a friend request to ${name}`, "add", () => this.add(name), "primary");
+        action = this.button("Add", `Add ${name} as a friend`, "add", () => this.add(name), "primary");
     }
     return el("li", { class: "person", "data-username": name }, el("span", { class: "name", text: name }), action);
   }

@@ -351,7 +351,9 @@ def test_refused_requests_change_nothing(
 
 
 @pytest.mark.django_db
-def test_a_page_leaves_out_short_ones_but_counts_them(alice: User, media_root: Path, client_for: ClientFor) -> None:
+def test_a_page_leaves_out_short_ones_but_counts_them(
+    alice: User, media_root: Path, client_for: ClientFor
+) -> None:
     long_ones = [make_recording(alice, frames=200) for _ in range(3)]  # 4 s each
     make_recording(alice, frames=50)  # 1 s: an accidental start
     running = make_recording(alice, finish=False)  # 0 s so far, never left out
@@ -422,7 +424,8 @@ def test_refused_renames_change_nothing(
 @pytest.mark.django_db
 def test_rename_with_a_broken_body_is_refused(alice: User, media_root: Path, client_for: ClientFor) -> None:
     rec = make_recording(alice)
-    response = client_for(alice).patch(f"/api/recordings/{rec.pk}/", b"{not json", content_type="application/json")
+    response = client_for(alice).patch(
+        f"/api/recordings/{rec.pk}/", b"{not json", content_type="application/json"
+    )
     assert response.status_code == 400
     assert set(response.json()) == {"error"}
-
