@@ -12,8 +12,11 @@ import pytest
 from pytest_django.fixtures import Settings
 from rest_framework.test import APIClient
 
-from fc25_denoise.testing import PASSWORD, MakeUser
+from testing.people import PASSWORD, MakeUser
 from users.models import Friendship, User
+
+# Fixtures the apps' tests share (presence, live path, browsers): one plugin, not cross-imports.
+pytest_plugins = ["testing.fixtures"]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -32,9 +32,9 @@ from bench.denoise_costs import (
 )
 from bench.report import write_section
 from denoise.engine import DeepFilterNet3
-from denoise.metrics import aligned, pesq_wb, stoi_score
+from denoise.pool import AudioProcessor, ProcessorPool, cpu_count
 from denoise.stream import Denoiser
-from streams.audio_processor import AudioProcessor, ProcessorPool, cpu_count
+from testing.quality import aligned, pesq_wb, stoi_score
 
 DATA = Path(__file__).resolve().parent.parent / "denoise" / "tests" / "data"
 LATE_LIMIT = 0.01  # a capacity counts when under 1% of frames are late

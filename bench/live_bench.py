@@ -344,7 +344,7 @@ def main() -> None:
     seconds, windows = (6.0, 2) if args.quick else (10.0, 3)
     start_load = os.getloadavg()[0]
 
-    from streams.tests.daphne_proc import DaphneServer
+    from testing.daphne import DaphneServer
 
     with tempfile.TemporaryDirectory(prefix="live-bench-") as tmp:
         env = prepare_database(Path(tmp))

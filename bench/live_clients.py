@@ -21,7 +21,7 @@ GAP_MS = 100
 
 
 async def run_clients(spec: dict[str, Any]) -> dict[str, Any]:
-    from streams.tests import peers
+    from testing import peers
 
     apis = [peers.HttpApi(spec["base_url"], p["key"]) for p in spec["peers"]]
     pcs: list[Any] = []

@@ -7,7 +7,7 @@ offline (close the socket) and online (open one) at random, at rising rates; for
 the bench times each online friend's socket receiving the `presence` event. It reports that
 latency, server memory per open socket, and the change rate the pair sustains before p99
 passes 1 s. The database is a throw-away one (PostgreSQL when DATABASE_URL says so, else a
-SQLite file); Redis is REDIS_URL or a private redis-server (bench/presence_cluster.py).
+SQLite file); Redis is REDIS_URL or a private redis-server (testing/cluster.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 from websockets.exceptions import InvalidHandshake
 
-from bench.presence_cluster import Daphne, WsClient, cluster_env, database_url, own_redis
+from testing.cluster import Daphne, WsClient, cluster_env, database_url, own_redis
 
 
 def build_people(count: int, friends_each: int) -> list[tuple[str, str]]:

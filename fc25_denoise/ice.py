@@ -57,7 +57,7 @@ def ice_servers_for(
 
     `user=None` means the server's own peer connections; an anonymous user gets no TURN
     entry. The result is RTCIceServer dictionaries, usable as-is by a page and, through
-    `streams.webrtc_handler.ice_servers`, by aiortc.
+    `streams.live.webrtc.ice_servers`, by aiortc.
     """
     servers = [dict(server) for server in settings.ICE_SERVERS]
     if not turn_configured() or (user is not None and not user.is_authenticated):

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from streams.presence import Presence
-from streams.registry import StreamRegistry
+from streams.live.registry import StreamRegistry
+from streams.presence.service import Presence
 
 
 @dataclass

@@ -255,7 +255,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # --- end users ---
 
 
-# --- presence (streams/presence.py) ---
+# --- presence (streams/presence/service.py) ---
 def _env_seconds(name: str, default: float) -> float:
     raw = os.environ.get(name, "")
     try:
@@ -283,7 +283,7 @@ if REDIS_URL:
     CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [{"address": REDIS_URL, "socket_timeout": None}]
 # --- end presence ---
 
-# --- live path (streams/registry.py, streams/session.py) ---
+# --- live path (streams/live/registry.py, streams/live/session.py) ---
 # A live broadcaster whose presence has been seen and then stays offline this long (after
 # presence's own PRESENCE_GRACE_S) loses the stream: the page is gone, the beacon was lost.
 STREAM_OFFLINE_GRACE_S = _env_seconds("STREAM_OFFLINE_GRACE_S", 5.0)

@@ -6,7 +6,7 @@ from django.urls import include, path, re_path
 from fc25_denoise.api_errors import not_found as api_not_found
 from fc25_denoise.health import healthz
 from fc25_denoise.ice import IceServersView
-from streams.stream_views import metrics
+from streams.live.views import metrics
 
 urlpatterns = [
     path("admin/", admin.site.urls),

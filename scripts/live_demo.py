@@ -36,9 +36,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fc25_denoise.settings")
 django.setup()  # the test helpers below import Django models
 logging.getLogger("aioice").setLevel(logging.WARNING)  # one line per ICE check otherwise
 
-from denoise.metrics import pesq_wb  # noqa: E402
-from streams.tests import audio_checks, peers  # noqa: E402
-from streams.tests.daphne_proc import DaphneServer  # noqa: E402
+from testing import audio_checks, peers  # noqa: E402
+from testing.daphne import DaphneServer  # noqa: E402
+from testing.quality import pesq_wb  # noqa: E402
 from users.management.commands.seed_demo import DEMO_PASSWORD  # noqa: E402
 
 DATA = ROOT / "denoise" / "tests" / "data"

@@ -5,7 +5,8 @@ class StreamsConfig(AppConfig):
     name = "streams"
 
     def ready(self) -> None:
-        from streams import receivers, recordings
+        from streams.presence import receivers
+        from streams.recordings import service as recordings
 
         receivers.connect()
         recordings.connect()

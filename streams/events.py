@@ -1,7 +1,7 @@
 """What the live path tells the rest of the system about a stream.
 
 `StreamRegistry` calls these after the database change they describe has committed;
-`streams.presence.Presence` implements them (fan-out to friends, cross-process state).
+`streams.presence.service.Presence` implements them (fan-out to friends, cross-process state).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, path
 
-from streams.consumers import PresenceConsumer, StreamConsumer
+from streams.presence.consumers import PresenceConsumer, StreamConsumer
 
 websocket_urlpatterns: list[URLPattern] = [
     path("ws/presence/", PresenceConsumer.as_asgi(), name="ws-presence"),

@@ -2,7 +2,9 @@
 
 from django.urls import URLPattern, path
 
-from streams import presence_views, recording_views, stream_views
+from streams.live import views as stream_views
+from streams.presence import views as presence_views
+from streams.recordings import views as recording_views
 
 urlpatterns: list[URLPattern] = [
     # <key> is a username for GET and a recording id for DELETE (usernames may be all digits).
@@ -23,7 +25,7 @@ urlpatterns: list[URLPattern] = [
     # --- presence (polling fallback of ws/presence/) ---
     path("presence/", presence_views.presence, name="api-presence"),
     # --- end presence ---
-    # --- live path (streams/stream_views.py) ---
+    # --- live path (streams/live/views.py) ---
     path("stream/start/", stream_views.start_stream, name="stream-start"),
     path("stream/stop/", stream_views.stop_stream, name="stream-stop"),
     path("stream/settings/", stream_views.stream_settings, name="stream-settings"),

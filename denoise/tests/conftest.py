@@ -1,28 +1,10 @@
-"""Fixtures and helpers shared by the denoise tests: test audio and frame plumbing."""
+"""Fixtures of the denoise tests: the shared test audio."""
 
 from __future__ import annotations
 
-from fractions import Fraction
-from pathlib import Path
-
-import av
-import numpy as np
-import numpy.typing as npt
 import pytest
-import soundfile as sf
 
-from denoise.stream import Denoiser
-
-DATA = Path(__file__).resolve().parent / "data"
-RATE = 48_000
-
-Int16 = npt.NDArray[np.int16]
-
-
-def read_int16(name: str) -> Int16:
-    samples, rate = sf.read(DATA / name, dtype="int16")
-    assert rate == RATE
-    return samples
+from testing.frames import Int16, read_int16
 
 
 @pytest.fixture(scope="session")
@@ -33,37 +15,3 @@ def noisy() -> Int16:
 @pytest.fixture(scope="session")
 def clean() -> Int16:
     return read_int16("clean_freesound_33711.wav")
-
-
-def to_frames(
-    samples: npt.NDArray[np.generic], rate: int, size: int, layout: str, fmt: str = "s16"
-) -> list[av.AudioFrame]:
-    """Cut (n,) or (n, channels) samples into whole frames of `size`, with pts in 1/rate."""
-    data = samples.reshape(len(samples), -1)
-    frames = []
-    for start in range(0, len(data) - size + 1, size):
-        chunk = data[start : start + size]
-        array = chunk.T.copy() if av.AudioFormat(fmt).is_planar else chunk.reshape(1, -1).copy()
-        frame = av.AudioFrame.from_ndarray(array, format=fmt, layout=layout)
-        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
-        frames.append(frame)
-    return frames
-
-
-def stereo_frames(mono: Int16, size: int = 960) -> list[av.AudioFrame]:
-    """What aiortc hands a server track: packed s16 stereo, 48 kHz."""
-    return to_frames(np.repeat(mono[:, None], 2, axis=1), RATE, size, "stereo")
-
-
-def samples_of(frames: list[av.AudioFrame]) -> npt.NDArray[np.generic]:
-    """Frames back to one (n, channels) array."""
-    parts = []
-    for frame in frames:
-        array = frame.to_ndarray()
-        channels = frame.layout.nb_channels
-        parts.append(array.T if frame.format.is_planar else array.reshape(-1, channels))
-    return np.concatenate(parts)
-
-
-def run(denoiser: Denoiser, frames: list[av.AudioFrame]) -> list[av.AudioFrame]:
-    return [denoiser.process(frame) for frame in frames]

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from denoise.cli import main
-from denoise.tests.conftest import RATE, Int16
+from testing.frames import RATE, Int16
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,9 +7,9 @@ import pytest
 import soxr
 
 from denoise.exceptions import FormatError, FormatUnknownError, InvalidSettingError, StreamClosedError
-from denoise.metrics import aligned, pesq_wb, stoi_score
 from denoise.stream import Denoiser, algorithmic_delay
-from denoise.tests.conftest import RATE, Int16, run, samples_of, stereo_frames, to_frames
+from testing.frames import RATE, Int16, run, samples_of, stereo_frames, to_frames
+from testing.quality import aligned, pesq_wb, stoi_score
 
 
 @pytest.fixture(scope="module")

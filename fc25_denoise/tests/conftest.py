@@ -1,5 +1,5 @@
 """Fixtures of the deploy tests: coturn from the shipped template, a production-mode install,
-and the live-path fixtures of streams/tests (users, started Services, test audio, peers)."""
+and the live-path fixtures of testing/fixtures.py (users, started Services, test audio, peers)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from collections.abc import Iterator
 import pytest
 from aioice.ice import get_host_addresses
 
-from fc25_denoise.tests import prod_server
-from fc25_denoise.tests.prod_server import Production
-from fc25_denoise.tests.support import (
+from testing import prod_server
+from testing.processes import (
     START_TIMEOUT_S,
     TURN_SECRET,
     Coturn,
@@ -22,13 +21,7 @@ from fc25_denoise.tests.support import (
     stun_answers,
     wait_until,
 )
-from streams.tests.conftest import (  # noqa: F401 - fixtures shared with the live-path tests
-    audio_file,
-    client_pcs,
-    live,
-    make_presence,
-    media_root,
-)
+from testing.prod_server import Production
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,11 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
-from fc25_denoise.tests import prod_server
-from fc25_denoise.tests.prod_server import ADMIN, Production
-from fc25_denoise.tests.support import free_port
-from frontend.tests.e2e_support import LiveServer, launch_chromium, make_microphone_wav
-from frontend.tests.test_e2e import people  # noqa: F401 - the fixture, reused
-from frontend.tests.test_e2e import test_friend_listens_to_a_denoised_live_stream as friend_listens_scenario
+from testing import prod_server
+from testing.browser import LiveServer, launch_chromium, make_microphone_wav
+from testing.pages import friend_listens_scenario
+from testing.processes import free_port
+from testing.prod_server import ADMIN, Production
 
 
 @dataclass

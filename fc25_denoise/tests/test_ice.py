@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import os
 import subprocess
 import sys
@@ -17,6 +14,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.test import Client, override_settings
 
 from fc25_denoise.ice import SERVER_IDENTITY, ice_servers_for, turn_credential, turn_password
+from testing.processes import expected_password
 from users.models import User
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -27,10 +25,6 @@ TURN = {
     "TURN_URLS": ["turn:turn.example.org:3478?transport=udp", "turn:turn.example.org:3478?transport=tcp"],
     "TURN_TTL_S": 3600,
 }
-
-
-def expected_password(secret: str, username: str) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()).decode()
 
 
 @pytest.fixture

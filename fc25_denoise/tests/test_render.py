@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from deploy.render import RenderError, parse_assignments, render
-from fc25_denoise.tests.support import BASE_DIR, DEPLOY
+from testing.processes import BASE_DIR, DEPLOY
 
 TEMPLATES = {
     "nginx/realtime-denoise.conf": {"SERVER_NAME", "HTTP_PORT", "HTTPS_PORT", "UPSTREAM", "CERT", "KEY"},

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from fc25_denoise.tests import prod_server
-from fc25_denoise.tests.prod_server import ADMIN, Production
-from fc25_denoise.tests.support import BASE_DIR, free_port
+from testing import prod_server
+from testing.processes import BASE_DIR, free_port
+from testing.prod_server import ADMIN, Production
 
 CLEAN = "System check identified no issues (0 silenced).\n"
 

@@ -21,12 +21,11 @@ from channels.db import database_sync_to_async
 from pytest_django.fixtures import Settings
 
 from fc25_denoise.ice import ice_servers_for, turn_credential
-from fc25_denoise.tests.support import Coturn
-from fc25_denoise.tests.test_ice import expected_password
-from frontend.tests.e2e_support import block_shuffled, envelope_db, tracked_correlation
-from streams.tests import peers
-from streams.tests.audio_checks import RATE, offline_denoise
-from streams.webrtc_handler import ice_servers
+from streams.live.webrtc import ice_servers
+from testing import peers
+from testing.audio_checks import RATE, offline_denoise
+from testing.browser import block_shuffled, envelope_db, tracked_correlation
+from testing.processes import Coturn, expected_password
 from users.models import User
 
 pytestmark = pytest.mark.webrtc

@@ -17,23 +17,21 @@ import pytest
 from playwright.sync_api import expect
 
 from fc25_denoise.ice import turn_password
-from fc25_denoise.tests.support import Coturn, wait_until
-from frontend.tests.conftest import browser  # noqa: F401 - the fixture, reused
-from frontend.tests.e2e_support import (
+from testing.browser import (
     LiveServer,
     block_shuffled,
     database_url_for_tests,
     tracked_correlation,
 )
-from frontend.tests.test_e2e import (
+from testing.pages import (
     MakePerson,
     become_friends,
     capture_heard,
     fetch_envelope,
     go_live,
     listen,
-    people,  # noqa: F401 - the fixture, reused (on this module's daphne_server)
 )
+from testing.processes import Coturn, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.webrtc, pytest.mark.django_db(transaction=True)]
 TTL_S = 600
@@ -107,7 +105,7 @@ def issued_turn_entry(config: dict[str, Any], coturn: Coturn) -> dict[str, Any]:
 
 
 def test_relay_only_listener_hears_the_denoised_stream_through_turn(
-    people: MakePerson,  # noqa: F811
+    people: MakePerson,
     coturn: Coturn,
 ) -> None:
     alice, bob = people("alice"), people("bob")

@@ -1,5 +1,5 @@
 """Fixtures of the page tests: people, friendships and logged-in Django test clients; and for
-the end-to-end tests a Daphne subprocess and Chromium (helpers in frontend/tests/e2e_support.py).
+the end-to-end tests a Daphne subprocess and Chromium (helpers in testing/browser.py).
 """
 
 from __future__ import annotations
@@ -7,15 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
 
-from fc25_denoise.testing import PASSWORD  # noqa: F401 - re-exported
-from frontend.tests.e2e_support import (
+from testing.browser import (
     LiveServer,
     database_url_for_tests,
-    launch_chromium,
-    make_microphone_wav,
 )
+from testing.people import PASSWORD  # noqa: F401 - re-exported
 
 # ----- end-to-end: a real Daphne and a real Chromium (see test_e2e.py) -----
 
@@ -34,16 +31,3 @@ def daphne_server(django_db_setup: None, tmp_path_factory: pytest.TempPathFactor
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def browser(transactional_db: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    """Chromium for one test. It depends on the database fixture so it closes first: Playwright's
-    sync API runs an event loop in this thread, where Django's ORM (the flush) refuses to run."""
-    microphone = make_microphone_wav(tmp_path_factory.mktemp("e2e-audio") / "microphone.wav")
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright, microphone)
-        try:
-            yield chromium
-        finally:
-            chromium.close()

@@ -7,7 +7,7 @@ from typing import Any
 
 from rest_framework.test import APIClient
 
-from fc25_denoise.testing import PASSWORD, MakeUser  # noqa: F401 - re-exported
+from testing.people import PASSWORD, MakeUser  # noqa: F401 - re-exported
 from users.models import FriendRequest, Friendship, User
 
 ClientFor = Callable[[User], APIClient]

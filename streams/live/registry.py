@@ -1,0 +1,299 @@
+"""The one owner of every live session in this process: the only place that starts or ends one.
+
+Each session gets a supervisor task that waits for the session's own end signal (peer failed,
+no media, presence gone, ...) and ends it here, like the stop endpoint and shutdown do. Ending
+always runs the same steps once: release the session's resources, finalize the recording,
+clear `is_streaming`, forget the session, then tell `events` (after the database commits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import DatabaseError
+
+from denoise.engine import ATTEN_LIM_MAX_DB
+from denoise.pool import ProcessorPool
+from fc25_denoise.ice import ice_servers_for
+from streams.events import StreamEvents
+from streams.exceptions import BadRequest, Conflict, Forbidden, NotFound, StreamError, Unavailable
+from streams.live import state as live_state
+from streams.live.fanout import silence_packet
+from streams.live.metrics import Metrics
+from streams.live.pipeline import detached
+from streams.live.session import PRESENCE_ERRORS, LiveSession, SessionParts, Timing
+from streams.live.webrtc import Offer, ice_servers
+from streams.recordings import service as recordings
+from streams.recordings.wav_file import RecordingStats
+from users.models import User
+
+log = logging.getLogger(__name__)
+
+MODEL_LOAD_WAIT_S = 10.0
+
+
+class StreamRegistry:
+    def __init__(
+        self, events: StreamEvents, *, pool: ProcessorPool | None = None, timing: Timing | None = None
+    ):
+        self.events = events
+        self.metrics = Metrics()
+        self._pool = pool or ProcessorPool()
+        self._encode_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="opus")
+        self._timing = timing or Timing(offline_grace_s=settings.STREAM_OFFLINE_GRACE_S)
+        self._sessions: dict[int, LiveSession] = {}
+        self._by_id: dict[str, LiveSession] = {}
+        self._starting: set[int] = set()
+        self._ending: dict[LiveSession, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._open_pcs: set[RTCPeerConnection] = set()  # every session's, added and removed there
+        self._silence: bytes | None = None
+        self._closed = False
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start-up work: finish recordings a crash left open; reset stale live flags."""
+        # With Redis, another process may be writing a live user's recording right now; those
+        # left by a dead process are finished by presence when it reaps that process.
+        recovered = await database_sync_to_async(recordings.recover_unfinished)(
+            skip_live_owners=bool(settings.REDIS_URL)
+        )
+        if recovered:
+            log.info("Recovered %d unfinished recording(s).", len(recovered))
+        if not settings.REDIS_URL:  # single process: no session can be live elsewhere
+            stale = await database_sync_to_async(live_state.reset_streaming_flags)()
+            if stale:
+                log.info("Cleared the live flag of %d user(s) left by a crash.", stale)
+
+    async def aclose(self) -> None:
+        """Shutdown: end every session, close every peer connection, finalize recordings."""
+        self._closed = True
+        await asyncio.gather(*(self.end_session(s, "shutdown") for s in list(self._sessions.values())))
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._pool.aclose()
+        await asyncio.to_thread(self._encode_executor.shutdown, wait=True)
+
+    # -- read-outs -------------------------------------------------------------------------------
+
+    @property
+    def sessions(self) -> dict[int, LiveSession]:
+        return dict(self._sessions)
+
+    def session_for(self, user_id: int) -> LiveSession | None:
+        return self._sessions.get(user_id)
+
+    def open_peer_connections(self) -> int:
+        """Server-side peer connections not yet closed, ended sessions' included."""
+        return len(self._open_pcs)
+
+    async def status(self, viewer: User, username: str) -> live_state.StreamStatus:
+        owner = await database_sync_to_async(live_state.visible_owner)(viewer, username)
+        session = self._sessions.get(owner.pk)
+        if session is not None:
+            return live_state.StreamStatus(
+                True, session.started_at, session.denoise, session.atten_lim_db, session.listener_count
+            )
+        if not owner.is_streaming:
+            return live_state.StreamStatus(False, None, None, None, 0)
+        live = await database_sync_to_async(live_state.open_recording)(owner.pk)
+        return live_state.StreamStatus(
+            True, live.started_at if live else None, live and live.denoise, live and live.atten_lim_db, None
+        )
+
+    # -- starting and ending -------------------------------------------------------------------
+
+    async def start_stream(
+        self, user: User, *, denoise: object = None, atten_lim_db: object = None
+    ) -> LiveSession:
+        enabled, atten = live_state.validate_settings(denoise, atten_lim_db)
+        if self._closed:
+            raise Unavailable("The server is shutting down.")
+        if user.pk in self._sessions or user.pk in self._starting:
+            raise Conflict("You are already live.")
+        self._starting.add(user.pk)
+        try:
+            session = await self._open_session(
+                user, True if enabled is None else enabled, ATTEN_LIM_MAX_DB if atten is None else atten
+            )
+        finally:
+            self._starting.discard(user.pk)
+        self._sessions[user.pk] = session
+        self._by_id[session.session_id] = session
+        self.metrics.live_streams.set(len(self._sessions))
+        self._spawn(self._supervise(session))
+        await self._notify(
+            self.events.stream_started(
+                user.pk,
+                started_at=session.started_at,
+                denoise=session.denoise,
+                atten_lim_db=session.atten_lim_db,
+            )
+        )
+        return session
+
+    async def _open_session(self, user: User, denoise: bool, atten: float) -> LiveSession:
+        if not await database_sync_to_async(live_state.claim_streaming)(user.pk):
+            raise Conflict("You are already live (maybe from another tab or device).")
+        recording = recorder = processor = None
+        try:
+            recording = await database_sync_to_async(recordings.create_recording)(
+                user, denoise=denoise, atten_lim_db=atten, record_raw=settings.RECORD_RAW
+            )
+            recorder = await asyncio.to_thread(recordings.open_recorder, recording)
+            processor = self._pool.open(atten_lim_db=atten, enabled=denoise)
+            with contextlib.suppress(TimeoutError):  # a slow or failed load surfaces at process()
+                async with asyncio.timeout(MODEL_LOAD_WAIT_S):
+                    await processor.ready()
+        except BaseException:
+            if processor is not None:
+                processor.close()
+            if recorder is not None:
+                await self._finalize(recording.pk, await recorder.aclose())  # type: ignore[union-attr]
+            elif recording is not None:
+                await self._finalize(recording.pk, RecordingStats(0.0, 0))
+            await database_sync_to_async(live_state.set_streaming)(user.pk, False)
+            raise
+        if self._silence is None:
+            self._silence = silence_packet()
+        parts = SessionParts(
+            processor=processor,
+            recorder=recorder,
+            metrics=self.metrics,
+            encode_executor=self._encode_executor,
+            silence=self._silence,
+            ice_servers=lambda: ice_servers(ice_servers_for(None)),
+            is_online=lambda: self.events.is_online(user.pk),
+            listeners_changed=lambda count: self._spawn(
+                self._notify(self.events.listeners_changed(user.pk, count))
+            ),
+            max_listeners=settings.MAX_LISTENERS_PER_STREAM,
+            timing=self._timing,
+            open_pcs=self._open_pcs,
+        )
+        return LiveSession(
+            user_id=user.pk,
+            session_id=uuid.uuid4().hex,
+            recording_id=recording.pk,
+            started_at=recording.started_at,
+            parts=parts,
+        )
+
+    async def stop_stream(self, user: User) -> bool:
+        """End the user's stream; False when there was none (stopping is idempotent)."""
+        session = self._sessions.get(user.pk)
+        if session is None:
+            await self._refuse_if_live_elsewhere(user, "stop")
+            return False
+        await self.end_session(session, "stopped")
+        return True
+
+    async def _refuse_if_live_elsewhere(self, user: User, verb: str) -> None:
+        """Conflict when the user's live session is held by another server process."""
+        if user.pk in self._starting or user.pk in self._sessions:
+            return
+        if await database_sync_to_async(live_state.is_streaming)(user.pk):
+            raise Conflict(
+                f"Your stream runs on another server process; {verb} it from the page that started it."
+            )
+
+    async def end_session(self, session: LiveSession, reason: str) -> None:
+        """End `session` once, whoever asks and however often; returns when it is all done."""
+        task = self._ending.get(session)
+        if task is None:
+            task = detached(self._end(session, reason), f"end-stream-{session.user_id}")
+            self._ending[session] = task
+        await asyncio.shield(task)
+
+    async def _end(self, session: LiveSession, reason: str) -> None:
+        log.info("Ending the stream of user %s (%s).", session.user_id, reason)
+        self.metrics.sessions_ended.labels(reason).inc()
+        try:
+            stats = await session.close()
+            await self._finalize(session.recording_id, stats)
+        finally:
+            await self._clear_flag(session.user_id)
+            if self._sessions.get(session.user_id) is session:
+                del self._sessions[session.user_id]
+            self._by_id.pop(session.session_id, None)
+            self._ending.pop(session, None)
+            self.metrics.live_streams.set(len(self._sessions))
+        await self._notify(self.events.stream_ended(session.user_id))
+
+    async def _supervise(self, session: LiveSession) -> None:
+        reason = await session.ended
+        await self.end_session(session, reason)
+
+    async def _finalize(self, recording_id: int, stats: RecordingStats) -> None:
+        try:
+            await database_sync_to_async(recordings.finalize_recording)(recording_id, stats)
+        except NotFound:
+            log.warning("Recording %s vanished before it was finalized.", recording_id)
+        except DatabaseError:  # the files are closed; start-up recovery will finish the row
+            log.exception("Could not finalize recording %s.", recording_id)
+
+    async def _clear_flag(self, user_id: int) -> None:
+        try:
+            await database_sync_to_async(live_state.set_streaming)(user_id, False)
+        except DatabaseError:  # presence's reaper (or the next start-up) clears it
+            log.exception("Could not clear the live flag of user %s.", user_id)
+
+    # -- media and controls ----------------------------------------------------------------------
+
+    async def accept_offer(self, user: User, session_id: object, offer: Offer) -> RTCSessionDescription:
+        if not isinstance(session_id, str) or not session_id:
+            raise BadRequest('"session_id" must be the id returned by /api/stream/start/.')
+        session = self._by_id.get(session_id)
+        if session is None or session in self._ending:
+            raise NotFound("No live session with that id (it may have ended).")
+        if session.user_id != user.pk:
+            raise Forbidden("That session belongs to someone else.")
+        return await session.accept_broadcast(offer)
+
+    async def listen(self, listener: User, username: str, offer: Offer) -> RTCSessionDescription:
+        owner = await database_sync_to_async(live_state.visible_owner)(listener, username, friends_only=True)
+        session = self._sessions.get(owner.pk)
+        if session is None or session in self._ending:
+            if owner.is_streaming:
+                raise Unavailable(
+                    f"{owner.username}'s stream is served by another server process; reload to retry."
+                )
+            raise NotFound(f"{owner.username} is not live.")
+        return await session.add_listener(offer)
+
+    async def update_settings(self, user: User, *, denoise: object, atten_lim_db: object) -> LiveSession:
+        enabled, atten = live_state.validate_settings(denoise, atten_lim_db)
+        if enabled is None and atten is None:
+            raise BadRequest('Give "denoise" and/or "atten_lim_db".')
+        session = self._sessions.get(user.pk)
+        if session is None or session in self._ending:
+            await self._refuse_if_live_elsewhere(user, "change")
+            raise NotFound("You are not live.")
+        session.apply_settings(denoise=enabled, atten_lim_db=atten)
+        await self._notify(
+            self.events.settings_changed(user.pk, denoise=session.denoise, atten_lim_db=session.atten_lim_db)
+        )
+        return session
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    async def _notify(self, call: Coroutine[Any, Any, None]) -> None:
+        """Report to presence; its failure must not undo or block the live path."""
+        try:
+            await call
+        except (*PRESENCE_ERRORS, StreamError) as exc:
+            log.warning("Presence was not told about a stream change: %s", exc)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = detached(coro, "stream-registry")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

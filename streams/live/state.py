@@ -1,0 +1,81 @@
+"""What the database says about live streams, and the checks at the live API's entry points.
+
+`users.User.is_streaming` is the cross-process lock: turning it on is atomic, so one user can
+be live on one process only. The sync functions here run through `database_sync_to_async`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from denoise.engine import validate_atten_lim
+from denoise.exceptions import InvalidSettingError
+from streams.exceptions import BadRequest, Forbidden
+from streams.models import Recording
+from streams.recordings import service as recordings
+from users.friendships import are_friends
+from users.models import User
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    is_streaming: bool
+    started_at: dt.datetime | None
+    denoise: bool | None
+    atten_lim_db: float | None
+    listeners: int | None  # None when the stream runs on another process
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "is_streaming": self.is_streaming,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "denoise": self.denoise,
+            "atten_lim_db": self.atten_lim_db,
+            "listeners": self.listeners,
+        }
+
+
+def validate_settings(denoise: object, atten_lim_db: object) -> tuple[bool | None, float | None]:
+    """Client-supplied controls (None = not given) checked before anything changes."""
+    if denoise is not None and not isinstance(denoise, bool):
+        raise BadRequest('"denoise" must be true or false.')
+    if atten_lim_db is None:
+        return denoise, None
+    try:
+        return denoise, validate_atten_lim(atten_lim_db)  # type: ignore[arg-type]
+    except InvalidSettingError as exc:
+        raise BadRequest('"atten_lim_db" must be a number from 0 to 100.') from exc
+
+
+def claim_streaming(user_id: int) -> bool:
+    """Atomically turn the live flag on; False if it already was (live elsewhere)."""
+    return bool(User.objects.filter(pk=user_id, is_streaming=False).update(is_streaming=True))
+
+
+def set_streaming(user_id: int, value: bool) -> None:
+    User.objects.filter(pk=user_id).update(is_streaming=value)
+
+
+def is_streaming(user_id: int) -> bool:
+    return User.objects.filter(pk=user_id, is_streaming=True).exists()
+
+
+def reset_streaming_flags() -> int:
+    return User.objects.filter(is_streaming=True).update(is_streaming=False)
+
+
+def open_recording(user_id: int) -> Recording | None:
+    return Recording.objects.filter(owner_id=user_id, finished=False).order_by("-started_at").first()
+
+
+def visible_owner(viewer: User, username: str, *, friends_only: bool = False) -> User:
+    owner = recordings.find_owner(username)
+    if owner.pk == viewer.pk:
+        if friends_only:
+            raise Forbidden("You cannot listen to your own stream.")
+        return owner
+    if not are_friends(viewer, owner):
+        raise Forbidden(f"Only {owner.username}'s friends can do that.")
+    return owner

@@ -1,0 +1,169 @@
+"""One LiveSession without WebRTC: its pipeline, its bounded inbox, draining and closing."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+from aiortc import RTCIceServer
+
+from streams.exceptions import Unavailable
+from streams.live.fanout import silence_packet
+from streams.live.metrics import Metrics
+from streams.live.pipeline import INBOX_FRAMES
+from streams.live.session import LiveSession, SessionParts, Timing
+from streams.live.webrtc import parse_offer
+from streams.recordings.recorder import Recorder
+from testing import peers
+
+pytestmark = pytest.mark.webrtc
+
+
+class FakeProcessor:
+    """Stands in for the engine adapter: copies frames, optionally slowly."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.enabled = True
+        self.atten_lim_db = 100.0
+        self.denoiser = None
+        self.closed = False
+        self.calls = 0
+
+    async def process(self, frame: av.AudioFrame) -> av.AudioFrame:
+        self.calls += 1
+        await asyncio.sleep(self.delay_s)
+        return frame
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+async def make_session(tmp_path: Path) -> AsyncIterator[Any]:
+    executor = ThreadPoolExecutor(1)
+    made: list[LiveSession] = []
+
+    def make(
+        processor: FakeProcessor, ice_servers: Callable[[], list[RTCIceServer]] = list, **timing: float
+    ) -> tuple[LiveSession, Recorder, Metrics]:
+        recorder = Recorder(tmp_path / f"{len(made)}.wav", tmp_path / f"{len(made)}-raw.wav")
+        metrics = Metrics()
+        parts = SessionParts(
+            processor=processor,  # type: ignore[arg-type]
+            recorder=recorder,
+            metrics=metrics,
+            encode_executor=executor,
+            silence=silence_packet(),
+            ice_servers=ice_servers,
+            is_online=_offline,
+            listeners_changed=lambda count: None,
+            max_listeners=2,
+            timing=Timing(**timing),
+        )
+        session = LiveSession(
+            user_id=1, session_id="s" * 32, recording_id=1, started_at=dt.datetime.now(dt.UTC), parts=parts
+        )
+        made.append(session)
+        return session, recorder, metrics
+
+    yield make
+    for session in made:
+        await session.close()
+    executor.shutdown()
+
+
+async def _offline() -> bool:
+    return False
+
+
+def _tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * peers.RATE)) / peers.RATE
+    return (6000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16)
+
+
+async def test_every_frame_is_processed_recorded_and_published(make_session: Any, tmp_path: Path) -> None:
+    processor = FakeProcessor()
+    session, _, metrics = make_session(processor)
+    session.attach(peers.ArrayTrack(_tone(0.4), end=True))
+    await asyncio.wait_for(session.ended, timeout=5)  # the source ends: the session asks to end
+    assert session.ended.result() == "broadcaster_ended"
+    stats = await session.close()
+    assert session.media.frames_in == session.media.frames_out == processor.calls == 20
+    assert session.hub.published == 20  # one encoded packet per frame
+    assert metrics.frames_processed._value.get() == 20
+    assert stats.duration_s == pytest.approx(0.4)
+    clean, rate = sf.read(tmp_path / "0.wav")
+    assert rate == peers.RATE
+    assert len(clean) == int(0.4 * peers.RATE)
+    assert processor.closed
+
+
+async def test_a_slow_engine_drops_the_oldest_input_not_the_loop(make_session: Any) -> None:
+    session, _, metrics = make_session(FakeProcessor(delay_s=0.05))
+    session.attach(peers.ArrayTrack(_tone(3.0), end=True, real_time=False))  # 150 frames arrive at once
+    await asyncio.wait_for(session.ended, timeout=5)
+    await peers.wait_for(lambda: session.media.frames_out >= 3, timeout=5)
+    assert session.media.frames_in == 150
+    assert metrics.input_frames_dropped._value.get() >= 150 - INBOX_FRAMES - 5
+    assert metrics.frames_late._value.get() >= 1
+
+
+async def test_closing_records_what_already_arrived(make_session: Any) -> None:
+    session, _, _ = make_session(FakeProcessor(delay_s=0.01))
+    session.attach(peers.ArrayTrack(_tone(0.6), end=True, real_time=False))
+    await asyncio.wait_for(session.ended, timeout=5)
+    stats = await session.close()  # frames still in the inbox are drained into the recording
+    assert session.media.frames_out == 30
+    assert stats.duration_s == pytest.approx(0.6)
+
+
+async def test_close_is_idempotent_and_refuses_new_peers(make_session: Any) -> None:
+    session, _, _ = make_session(FakeProcessor())
+    first, second = await asyncio.gather(session.close(), session.close())
+    assert first is second
+    assert await session.close() is first
+    assert session.ended.result() == "closed"
+    pc, offer, _ = await peers.listener()
+    await pc.close()
+    with pytest.raises(Unavailable):
+        await session.add_listener(parse_offer(offer, "listen"))
+
+
+async def test_each_peer_connection_asks_for_fresh_ice_servers(make_session: Any) -> None:
+    asked: list[str] = []  # TURN credentials expire: a late listener must not get stale ones
+
+    def servers() -> list[RTCIceServer]:
+        asked.append("asked")
+        return []
+
+    session, _, _ = make_session(FakeProcessor(), ice_servers=servers)
+    sender, offer = await peers.broadcaster(peers.ArrayTrack(_tone(0.2), loop=True))
+    await session.accept_broadcast(parse_offer(offer, "broadcast"))
+    assert len(asked) == 1
+    receiver, offer, _ = await peers.listener()
+    await session.add_listener(parse_offer(offer, "listen"))
+    assert len(asked) == 2
+    await asyncio.gather(sender.close(), receiver.close())
+
+
+async def test_no_media_at_all_asks_to_end(make_session: Any) -> None:
+    session, _, _ = make_session(FakeProcessor(), first_media_s=0.2, watchdog_s=0.05)
+    assert await asyncio.wait_for(session.ended, timeout=5) == "no_media"
+
+
+async def test_media_that_stops_asks_to_end(make_session: Any) -> None:
+    session, _, _ = make_session(FakeProcessor(), media_gap_s=0.3, watchdog_s=0.05)
+    source = peers.ArrayTrack(_tone(5.0))
+    session.attach(source)
+    await peers.wait_for(lambda: session.media.frames_in >= 5, timeout=5)
+    source.playing.clear()  # the broadcaster goes quiet without hanging up
+    assert await asyncio.wait_for(session.ended, timeout=5) == "media_stopped"

@@ -1,0 +1,187 @@
+"""WebSocket consumers: the presence feed and one user's stream page.
+
+ws/presence/ (PresenceConsumer), for a logged-in user. Server messages, each a JSON object:
+  snapshot               first message: {"friends": [{id, username, is_online, is_streaming,
+                         started_at, listeners}], "requests": {"incoming": [{id, username,
+                         created_at}], "outgoing": [...]}} (same body as GET /api/presence/)
+  presence               a friend came online / went offline: {username, is_online}
+  streaming_status       a friend (or I, from another tab) went live / ended: {username,
+                         is_streaming, started_at, denoise}; started_at/denoise null when ended
+  friend_request         new incoming request: {id, username, created_at}
+  friend_request_update  a request I sent or received was decided: {id, username (the other
+                         party), status: accepted|rejected|cancelled, direction: incoming|outgoing}
+  friend_added           {id, username, is_online, is_streaming, started_at, listeners}
+  friend_removed         {id, username}; nothing more about that user arrives afterwards
+  listeners              listeners of my own stream changed: {username, count}
+ws/stream/<username>/ (StreamConsumer), for the user or a friend on that user's page:
+  stream_state           first message: {username, is_streaming, started_at, denoise,
+                         atten_lim_db, listeners}
+  streaming_status, listeners (as above), settings {username, denoise, atten_lim_db}
+Client frames on both: {"type": "ping"} -> {"type": "pong"}. Anything else (binary, not JSON,
+unknown type, over 4096 bytes) -> {"type": "error", "error": "<sentence>"}; the socket stays open.
+Close codes: 4401 not logged in, 4403 not (or no longer) a friend of the page's owner,
+4404 no such user, 1011 the presence store is unreachable, 1009 (Daphne's own) a frame over
+Daphne's 1 MB message limit. The server accepts the handshake
+and closes at once with the code, so browsers see it (a refused handshake shows as 1006).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from streams.presence.publisher import stream_group, user_group
+from streams.presence.service import STORE_ERRORS, Presence
+from users.exceptions import NotFound
+from users.friendships import are_friends, find_user
+
+log = logging.getLogger(__name__)
+MAX_FRAME_BYTES = 4096
+CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_SERVER_ERROR = 4401, 4403, 4404, 1011
+
+
+def answer(text: str | None) -> dict[str, str]:
+    """The reply to one client frame."""
+    if text is None:
+        return _error("Frames must be JSON text, not binary.")
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
+        return _error(f"Frames are limited to {MAX_FRAME_BYTES} bytes.")
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):
+        return _error("Frames must be JSON.")
+    if isinstance(message, dict) and message.get("type") == "ping":
+        return {"type": "pong"}
+    return _error('Unknown message; the only one accepted is {"type": "ping"}.')
+
+
+def _error(sentence: str) -> dict[str, str]:
+    return {"type": "error", "error": sentence}
+
+
+class _JsonSocket(AsyncWebsocketConsumer):
+    user_id: int | None = None
+
+    async def refuse(self, code: int) -> None:
+        await self.accept()
+        await self.close(code)
+
+    async def send_json(self, data: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(data))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        await self.send_json(answer(text_data))
+
+    def fresh(self, message: dict[str, Any]) -> bool:
+        """False for an event overtaken by a newer one about the same thing (sent elsewhere)."""
+        key, seq = message.get("key"), message.get("seq", 0)
+        if not key or not seq:
+            return True
+        if seq <= self.seen.get(key, 0):
+            return False
+        self.seen[key] = seq
+        return True
+
+    def logged_in(self) -> int | None:
+        user = self.scope.get("user")
+        self.seen: dict[str, int] = {}
+        self.presence: Presence = self.scope["services"].presence
+        return user.pk if user is not None and user.is_authenticated else None
+
+
+class PresenceConsumer(_JsonSocket):
+    opened = False
+
+    async def connect(self) -> None:
+        uid = self.logged_in()
+        if uid is None:
+            return await self.refuse(CLOSE_UNAUTHENTICATED)
+        self.user_id, self.friends = uid, set[int]()
+        # Join before reading the snapshot, so no change falls between the two.
+        await self.channel_layer.group_add(user_group(uid), self.channel_name)
+        try:
+            await self.presence.socket_opened(uid)
+            self.opened = True
+            snapshot = await self.presence.snapshot(uid)
+        except STORE_ERRORS:
+            log.exception("Presence store unreachable; closing user %s's socket", uid)
+            return await self.refuse(CLOSE_SERVER_ERROR)
+        self.friends = snapshot.friend_ids
+        await self.accept()
+        await self.send_json(snapshot.payload)
+
+    async def disconnect(self, code: int) -> None:
+        if self.user_id is None:
+            return
+        await self.channel_layer.group_discard(user_group(self.user_id), self.channel_name)
+        if self.opened:
+            self.opened = False
+            try:
+                await self.presence.socket_closed(self.user_id)
+            except STORE_ERRORS:
+                log.warning("Could not record user %s's closed socket", self.user_id, exc_info=True)
+
+    async def presence_event(self, message: dict[str, Any]) -> None:
+        about = message["about"]
+        if (about == self.user_id or about in self.friends) and self.fresh(message):
+            await self.send_json(message["event"])
+
+    async def presence_forward(self, message: dict[str, Any]) -> None:
+        await self.send_json(message["event"])
+
+    async def friend_added(self, message: dict[str, Any]) -> None:
+        self.friends.add(message["friend_id"])
+        try:
+            entry = await self.presence.friend_entry(message["friend_id"], message["username"])
+        except STORE_ERRORS:
+            entry = {"id": message["friend_id"], "username": message["username"]}
+        await self.send_json({"type": "friend_added", **entry})
+
+    async def friend_removed(self, message: dict[str, Any]) -> None:
+        self.friends.discard(message["friend_id"])
+        await self.send_json(
+            {"type": "friend_removed", "id": message["friend_id"], "username": message["username"]}
+        )
+
+
+class StreamConsumer(_JsonSocket):
+    owner_id: int | None = None
+
+    async def connect(self) -> None:
+        uid = self.logged_in()
+        if uid is None:
+            return await self.refuse(CLOSE_UNAUTHENTICATED)
+        try:
+            owner = await database_sync_to_async(find_user)(self.scope["url_route"]["kwargs"]["username"])
+        except NotFound:
+            return await self.refuse(CLOSE_NOT_FOUND)
+        self.user_id, self.owner_id = uid, owner.pk
+        # Join before checking friendship: an unfriending after the check still reaches us.
+        await self.channel_layer.group_add(stream_group(owner.pk), self.channel_name)
+        if owner.pk != uid and not await database_sync_to_async(are_friends)(uid, owner.pk):
+            await self.channel_layer.group_discard(stream_group(owner.pk), self.channel_name)
+            self.owner_id = None
+            return await self.refuse(CLOSE_FORBIDDEN)
+        try:
+            state = await self.presence.stream_state(owner.pk, owner.username)
+        except STORE_ERRORS:
+            log.exception("Presence store unreachable; closing a socket on %s's page", owner.username)
+            return await self.refuse(CLOSE_SERVER_ERROR)
+        await self.accept()
+        await self.send_json(state)
+
+    async def disconnect(self, code: int) -> None:
+        if self.owner_id is not None:
+            await self.channel_layer.group_discard(stream_group(self.owner_id), self.channel_name)
+
+    async def stream_event(self, message: dict[str, Any]) -> None:
+        if self.fresh(message):
+            await self.send_json(message["event"])
+
+    async def stream_viewer_removed(self, message: dict[str, Any]) -> None:
+        if message["viewer_id"] == self.user_id:
+            await self.close(CLOSE_FORBIDDEN)

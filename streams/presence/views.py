@@ -1,0 +1,40 @@
+"""GET /api/presence/: the polling fallback of ws/presence/, with the snapshot's content."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.http import parse_etags, quote_etag
+
+from streams.presence.service import STORE_ERRORS
+
+log = logging.getLogger(__name__)
+
+
+async def presence(request: HttpRequest) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        response = JsonResponse({"error": f"Method {request.method} is not allowed here."}, status=405)
+        response["Allow"] = "GET, HEAD"
+        return response
+    user = await request.auser()
+    if not user.is_authenticated:
+        return JsonResponse({"error": "Authentication credentials were not provided."}, status=401)
+    try:
+        snapshot = await request.scope["services"].presence.snapshot(user.pk)  # type: ignore[attr-defined]
+    except STORE_ERRORS:
+        log.exception("Presence store unreachable while answering a poll")
+        return JsonResponse({"error": "Presence is unavailable right now; try again shortly."}, status=503)
+    body = json.dumps(snapshot.payload, sort_keys=True, separators=(",", ":"))
+    etag = quote_etag(hashlib.sha256(body.encode()).hexdigest()[:32])
+    # Weak comparison (RFC 9110 13.1.2), as Django's conditional_page does: W/"x" matches "x".
+    wanted = {tag.removeprefix("W/") for tag in parse_etags(request.headers.get("If-None-Match", ""))}
+    if etag in wanted or "*" in wanted:
+        response = HttpResponse(status=304)
+    else:
+        response = HttpResponse(body, content_type="application/json")
+    response["ETag"] = etag
+    response["Cache-Control"] = "private, no-cache"
+    return response
