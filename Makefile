@@ -19,12 +19,14 @@ node_modules/.stamp: package.json package-lock.json
 	touch $@
 
 # Debian packages the tests need (a real Chromium for the UI tests). Needs root.
-# nginx and coturn for the deploy tests, which start their own copies on free ports: the
-# system services these packages bring are stopped, so nothing is left holding ports 80/3478.
+# nginx, coturn and janus for the deploy and scale-out tests, which start their own copies on
+# free ports: the system services these packages bring are stopped, so nothing is left holding
+# ports 80/3478/8088.
 .venv/.stamp-system: .venv/.stamp-deps
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	command -v nginx >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null && $(STOP_SERVICE) nginx)
 	command -v turnserver >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >/dev/null && $(STOP_SERVICE) coturn)
+	command -v janus >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq janus >/dev/null && $(STOP_SERVICE) janus)
 	touch $@
 
 # Stop and disable a service a package just started (systemd or not); never fails.
