@@ -262,8 +262,9 @@ export class Broadcaster {
     } catch (err) {
       await this.release(false);
       this.forget();
-      this.setState(err.status === 404 ? State.ENDED : State.ELSEWHERE,
-        err.status === 404 ? "Your stream ended while the page reloaded." : err.message);
+      const words = { 404: "Your stream ended while the page reloaded.",
+        409: "The server still holds your stream from before the reload. Press Stop it here, or wait: it ends by itself." };
+      this.setState(err.status === 404 ? State.ENDED : State.ELSEWHERE, words[err.status] || err.message);
     }
   }
 
