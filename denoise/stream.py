@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from types import TracebackType
+from typing import overload
 
 import av
 import numpy as np
+import numpy.typing as npt
 
 from denoise.audio import FrameCodec, FrameFormat, Mono, Planar, SampleFifo, stream_lag
 from denoise.engine import ATTEN_LIM_MAX_DB, DeepFilterNet3, Engine, EngineState, validate_atten_lim
@@ -37,6 +41,28 @@ class Controls:
     def checked(cls, enabled: object, atten_lim_db: object) -> Controls:
         """Controls from unchecked values; InvalidSettingError for a wrong type or range."""
         return cls(validate_enabled(enabled), validate_atten_lim(atten_lim_db))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class MonoBlock:
+    """Mono float32 samples at the engine's rate, with the controls to apply to them: what a
+    live stream hands the engine in place of a frame (no format conversion either way; blocks
+    of whole hops, e.g. 960 samples, keep the delay at the engine's own)."""
+
+    samples: Mono
+    controls: Controls
+
+
+@dataclass(frozen=True)
+class FrameJob:
+    """One frame between `Denoiser.prepare()` and `Denoiser.complete()`: its hops for the model."""
+
+    state: EngineState
+    pipe: _Pipeline
+    hops: npt.NDArray[np.float32]  # (count, hop_size); count may be 0
+    pts: int | None
+    time_base: Fraction | None
+    controls: Controls | None = None  # a MonoBlock's (its result is then a Mono block)
 
 
 class _Pipeline:
@@ -152,48 +178,75 @@ class Denoiser:
 
     # -- processing -------------------------------------------------------------------------
 
-    def process(self, frame: av.AudioFrame) -> av.AudioFrame:
-        """Denoise one frame; returns a new frame of the same format, size, pts and time base."""
-        with self._lock:
-            state = self._live_state()
-            pipe = self._pipeline_for(FrameFormat.of(frame))
-            self._apply_atten(state, self._atten_lim_db)
-            pipe.dry.push(pipe.codec.planar(frame))
-            pipe.hops.push(pipe.codec.model_input(frame).reshape(1, -1))
-            denoised = self._run_model(state, pipe)
-            if denoised.size:
-                pipe.wet.push(pipe.codec.from_model(denoised))
-            mixed = self._mixed(pipe, self._enabled)
-            return pipe.codec.frame(mixed, frame.pts, frame.time_base)
+    @overload
+    def process(self, frame: av.AudioFrame) -> av.AudioFrame: ...
 
-    def process_samples(self, samples: Mono, controls: Controls) -> Mono:
-        """Denoise one block of mono float32 samples at the engine's rate, with `controls` (the
-        caller holds them; the Denoiser's own are not used). No format conversion at all; blocks
-        of whole hops (e.g. 960 samples) keep the delay at the engine's own. The first block
-        fixes the block size, like a first frame."""
+    @overload
+    def process(self, frame: MonoBlock) -> Mono: ...
+
+    def process(self, frame: av.AudioFrame | MonoBlock) -> av.AudioFrame | Mono:
+        """Denoise one frame; returns a new frame of the same format, size, pts and time base.
+        A `MonoBlock` returns its denoised samples, mixed by the block's own controls."""
+        job = self.prepare(frame)
+        results = [job.state.process_hop(hop) for hop in job.hops]
+        outputs = np.array([out for out, _ in results], np.float32).reshape(len(results), -1)
+        return self.complete(job, outputs, [snr for _, snr in results])
+
+    def prepare(self, frame: av.AudioFrame | MonoBlock) -> FrameJob:
+        """First half of `process()`: buffer `frame` and cut the whole hops now due for the model.
+        Run them through `job.state` (or a batch of states), then call `complete()`. A stream's
+        frames go through prepare/complete strictly one after the other."""
         with self._lock:
             state = self._live_state()
-            rate = self._engine.sample_rate
-            pipe = self._pipeline_for(FrameFormat(rate, "mono", "flt", samples.shape[0], 1))
-            self._apply_atten(state, controls.atten_lim_db)
-            block = samples.reshape(1, -1)
-            pipe.dry.push(block)
-            pipe.hops.push(block)
-            denoised = self._run_model(state, pipe)
-            if denoised.size:
-                pipe.wet.push(denoised.reshape(1, -1))
-            return self._mixed(pipe, controls.enabled)[0]
+            if isinstance(frame, MonoBlock):
+                rate = self._engine.sample_rate
+                pipe = self._pipeline_for(FrameFormat(rate, "mono", "flt", frame.samples.shape[0], 1))
+                self._apply_atten(state, frame.controls.atten_lim_db)
+                block = frame.samples.reshape(1, -1)
+                pipe.dry.push(block)
+                pipe.hops.push(block)
+                pts, time_base, controls = None, None, frame.controls
+            else:
+                pipe = self._pipeline_for(FrameFormat.of(frame))
+                self._apply_atten(state, self._atten_lim_db)
+                pipe.dry.push(pipe.codec.planar(frame))
+                pipe.hops.push(pipe.codec.model_input(frame).reshape(1, -1))
+                pts, time_base, controls = frame.pts, frame.time_base, None
+            hop = self._engine.hop_size
+            count = len(pipe.hops) // hop
+            hops = (
+                pipe.hops.pop(count * hop)[0].reshape(count, hop) if count else np.zeros((0, hop), np.float32)
+            )
+            return FrameJob(state, pipe, hops, pts, time_base, controls)
 
     def _apply_atten(self, state: EngineState, atten_lim_db: float) -> None:
         if self._applied_atten != atten_lim_db:
             self._applied_atten = atten_lim_db
             state.set_atten_lim(atten_lim_db)
 
-    def _mixed(self, pipe: _Pipeline, enabled: bool) -> Planar:
-        count = pipe.fmt.samples
-        if len(pipe.wet) < count:
-            raise FormatError(f"internal buffering fell short for {pipe.fmt}")  # a bug, not input
-        return self._mix(pipe, pipe.wet.pop(count), pipe.dry.pop(count), enabled)
+    def complete(
+        self, job: FrameJob, denoised: npt.NDArray[np.float32], snrs: Sequence[float]
+    ) -> av.AudioFrame | Mono:
+        """Second half of `process()`: the model's output for `job.hops` (same shape) and local
+        SNRs in; the output frame out (a Mono block for a MonoBlock's job)."""
+        with self._lock:
+            self._live_state()
+            pipe = job.pipe
+            for snr in snrs:
+                self._smooth_snr(float(snr))
+            flat = np.array(denoised, np.float32).reshape(-1)
+            if pipe.warmup and flat.size:
+                muted = min(pipe.warmup, flat.size)
+                flat[:muted] = 0.0
+                pipe.warmup -= muted
+            if flat.size:
+                pipe.wet.push(flat.reshape(1, -1) if job.controls else pipe.codec.from_model(flat))
+            count = pipe.fmt.samples
+            if len(pipe.wet) < count:
+                raise FormatError(f"internal buffering fell short for {pipe.fmt}")  # a bug, not input
+            enabled = job.controls.enabled if job.controls else self._enabled
+            mixed = self._mix(pipe, pipe.wet.pop(count), pipe.dry.pop(count), enabled)
+            return mixed[0] if job.controls else pipe.codec.frame(mixed, job.pts, job.time_base)
 
     def _live_state(self) -> EngineState:
         if self._state is None:
@@ -206,24 +259,6 @@ class Denoiser:
         elif fmt != self._pipeline.fmt:
             raise FormatError(f"stream format changed from {self._pipeline.fmt} to {fmt}: use a new Denoiser")
         return self._pipeline
-
-    def _run_model(self, state: EngineState, pipe: _Pipeline) -> Mono:
-        hop = self._engine.hop_size
-        count = len(pipe.hops) // hop
-        if not count:
-            return np.zeros(0, dtype=np.float32)
-        pending = pipe.hops.pop(count * hop)[0]
-        outputs = []
-        for i in range(count):
-            out, lsnr = state.process_hop(pending[i * hop : (i + 1) * hop])
-            outputs.append(out)
-            self._smooth_snr(lsnr)
-        denoised = np.concatenate(outputs)
-        if pipe.warmup:
-            muted = min(pipe.warmup, denoised.size)
-            denoised[:muted] = 0.0
-            pipe.warmup -= muted
-        return denoised
 
     def _smooth_snr(self, lsnr: float) -> None:
         last = self._snr_db

@@ -7,7 +7,7 @@ import pytest
 import soxr
 
 from denoise.exceptions import FormatError, FormatUnknownError, InvalidSettingError, StreamClosedError
-from denoise.stream import Controls, Denoiser, algorithmic_delay
+from denoise.stream import Controls, Denoiser, MonoBlock, algorithmic_delay
 from testing.frames import RATE, Int16, run, samples_of, stereo_frames, to_frames
 from testing.quality import aligned, pesq_wb, stoi_score
 
@@ -154,16 +154,18 @@ def test_closed_denoiser_refuses_frames(noisy: Int16):
 
 
 def test_mono_samples_match_mono_float_frames_and_follow_the_given_controls(noisy: Int16):
-    """process_samples is the frame path without the conversions: same output, sample for sample."""
+    """A MonoBlock is the frame path without the conversions: same output, sample for sample."""
     excerpt = (noisy[RATE : 2 * RATE] / 32768.0).astype(np.float32)
     frames = to_frames(excerpt, RATE, 960, "mono", "flt")
     half = len(frames) // 2
     with Denoiser(atten_lim_db=30.0) as by_frame, Denoiser() as by_samples:
         want = samples_of(run(by_frame, frames[:half]))[:, 0]
-        got = [by_samples.process_samples(f.to_ndarray()[0], Controls(True, 30.0)) for f in frames[:half]]
+        got = [by_samples.process(MonoBlock(f.to_ndarray()[0], Controls(True, 30.0))) for f in frames[:half]]
         by_frame.enabled = False
         want = np.concatenate([want, samples_of(run(by_frame, frames[half:]))[:, 0]])
-        got += [by_samples.process_samples(f.to_ndarray()[0], Controls(False, 30.0)) for f in frames[half:]]
+        got += [
+            by_samples.process(MonoBlock(f.to_ndarray()[0], Controls(False, 30.0))) for f in frames[half:]
+        ]
         assert by_samples.enabled is True  # its own controls were not used
     np.testing.assert_allclose(np.concatenate(got), want, atol=1e-6)
 
