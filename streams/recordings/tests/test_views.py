@@ -12,8 +12,7 @@ import pytest
 import soundfile as sf
 from asgiref.sync import sync_to_async
 from django.http import HttpResponseBase
-from django.test import AsyncClient
-from rest_framework.test import APIClient
+from django.test import AsyncClient, Client
 
 from streams.models import Recording
 from streams.recordings import service as recordings
@@ -23,7 +22,7 @@ from testing.samples import FRAME, FakeClock, ramp
 from users.models import User
 
 Befriend = Callable[[User, User], None]
-ClientFor = Callable[[User], APIClient]
+ClientFor = Callable[[User], Client]
 
 
 def make_recording(owner: User, *, frames: int = 10, raw: bool = True, finish: bool = True) -> Recording:
@@ -101,7 +100,7 @@ def test_list_refusals(
     alice: User, carol: User, media_root: Path, client_for: ClientFor, who: str | None, path: str, status: int
 ) -> None:
     make_recording(alice)
-    client = client_for(carol) if who else APIClient()
+    client = client_for(carol) if who else Client()
     response = client.get(path)
     assert response.status_code == status
     assert set(response.json()) == {"error"}
@@ -284,7 +283,7 @@ def test_owner_deletes_row_and_files(
 @pytest.mark.django_db
 def test_delete_needs_the_csrf_token(alice: User, media_root: Path) -> None:
     rec = make_recording(alice)
-    client = APIClient(enforce_csrf_checks=True)
+    client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
     before = snapshot(media_root)
     response = client.delete(f"/api/recordings/{rec.pk}/")
@@ -324,7 +323,7 @@ def test_refused_requests_change_nothing(
 ) -> None:
     befriend(alice, bob)
     ids = {"own": make_recording(alice).pk, "live": make_recording(alice, finish=False).pk}
-    client = client_for({"alice": alice, "bob": bob, "carol": carol}[who]) if who else APIClient()
+    client = client_for({"alice": alice, "bob": bob, "carol": carol}[who]) if who else Client()
     before = snapshot(media_root)
     response = getattr(client, method)(path.format(**ids))
     assert response.status_code == status
