@@ -25,7 +25,8 @@ from typing import Any
 
 from websockets.exceptions import InvalidHandshake
 
-from testing.cluster import Daphne, WsClient, cluster_env, database_url, own_redis
+from testing.cluster import WsClient, cluster_env, own_redis
+from testing.daphne import DaphneServer, database_url
 
 
 def build_people(count: int, friends_each: int) -> list[tuple[str, str]]:
@@ -138,7 +139,7 @@ def summarize(samples: list[float]) -> dict[str, float]:
 
 
 async def measure(
-    people: list[tuple[str, str]], servers: list[Daphne], rates: list[float], seconds: float
+    people: list[tuple[str, str]], servers: list[DaphneServer], rates: list[float], seconds: float
 ) -> dict:
     load = Load(people, [s.port for s in servers])
     before = sum(s.rss_bytes() for s in servers)
@@ -214,17 +215,18 @@ def main() -> None:
         test_settings["NAME"] = str(Path(tempfile.gettempdir()) / f"presence-bench-{os.getpid()}.sqlite3")
     old_name = connection.settings_dict["NAME"]
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    servers: list[Daphne] = []
+    servers: list[DaphneServer] = []
     try:
         random.seed(6)
         people = build_people(clients, friends)
         with tempfile.TemporaryDirectory() as folder, contextlib.ExitStack() as stack:
             redis_url = os.environ.get("REDIS_URL") or stack.enter_context(own_redis(Path(folder)))
-            # LOG_LEVEL INFO: daphne's "Listening on" line tells us it is ready.
             env = cluster_env(
                 redis_url, database_url(connection.settings_dict), PRESENCE_GRACE_S="0", LOG_LEVEL="INFO"
             )
-            servers = [Daphne(env, Path(folder) / f"daphne{i}.log") for i in range(2)]
+            servers = [DaphneServer(env, Path(folder) / f"daphne{i}.log") for i in range(2)]
+            for server in servers:
+                server.spawn()
             for server in servers:
                 server.wait_ready()
             print(f"presence bench: {clients} clients on ports {[s.port for s in servers]}", flush=True)

@@ -278,3 +278,26 @@ if REDIS_URL:
 # presence's own PRESENCE_GRACE_S) loses the stream: the page is gone, the beacon was lost.
 STREAM_OFFLINE_GRACE_S = _env_seconds("STREAM_OFFLINE_GRACE_S", 5.0)
 # --- end live path ---
+
+
+# --- scale-out: Janus as the SFU (streams/sfu/, docs/deploy.md "Scaling out") ---
+# Janus's HTTP API on a private address, e.g. http://10.0.0.5:8088/janus. Unset: listeners are
+# served by the process that owns the stream (the in-process hub, one process).
+JANUS_URL = os.environ.get("JANUS_URL", "").rstrip("/")
+JANUS_API_SECRET = os.environ.get("JANUS_API_SECRET", "")
+JANUS_ADMIN_KEY = os.environ.get("JANUS_ADMIN_KEY", "")
+# Where this process sends its streams' RTP (Janus's private address); default: JANUS_URL's host.
+JANUS_RTP_HOST = os.environ.get("JANUS_RTP_HOST", "")
+if JANUS_URL:
+    from urllib.parse import urlsplit
+
+    _janus = urlsplit(JANUS_URL)
+    if _janus.scheme not in ("http", "https") or not _janus.hostname:
+        raise ImproperlyConfigured(f"JANUS_URL must look like http://10.0.0.5:8088/janus, got {JANUS_URL!r}")
+    if not (JANUS_API_SECRET and JANUS_ADMIN_KEY):
+        raise ImproperlyConfigured("JANUS_URL is set: set JANUS_API_SECRET and JANUS_ADMIN_KEY too")
+    if not REDIS_URL:
+        raise ImproperlyConfigured("JANUS_URL needs REDIS_URL: listeners may reach any process")
+    JANUS_RTP_HOST = JANUS_RTP_HOST or _janus.hostname
+LOGGING["loggers"]["httpx"] = {"level": "WARNING"}  # one INFO line per Janus request otherwise
+# --- end scale-out ---

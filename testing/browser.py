@@ -3,23 +3,14 @@ and the audio measurements (envelopes over short windows, noise floors)."""
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from urllib.parse import quote, urlsplit
 
 import numpy as np
 import soundfile as sf
 from django.conf import settings
-from django.db import connection
 from playwright.sync_api import Browser, Playwright
+
+from testing.daphne import DaphneServer, app_env
 
 ROOT = Path(settings.BASE_DIR)
 CHROMIUM = "/usr/bin/chromium"
@@ -30,103 +21,13 @@ SILENT_DB = -70.0  # windows quieter than this are the padding's digital silence
 DROPOUT_DB = -150.0  # an all-zero window: nothing arrived (the capture maps 0 to -180 dB)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# The end-to-end tests' server is the one launcher's (testing/daphne.py).
+LiveServer = DaphneServer
 
 
-def database_url_for_tests() -> str:
-    """A DATABASE_URL for the test database pytest-django created (call after django_db_setup)."""
-    db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        name = str(db["NAME"])
-        if name == ":memory:" or name.startswith("file:") or not name.startswith(tempfile.gettempdir()):
-            # never point the server at a development database by mistake
-            raise RuntimeError(f"expected a file-based SQLite test database, got {name!r}")
-        return f"sqlite:///{name}"
-    if not str(db["NAME"]).startswith("test_"):
-        raise RuntimeError(f"expected pytest-django's test database, got {db['NAME']!r}")
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return parts._replace(path="/" + quote(str(db["NAME"]))).geturl()
-
-
-class LiveServer:
-    """`daphne fc25_denoise.asgi:application` on 127.0.0.1:<free port>, as `make run` starts it."""
-
-    def __init__(self, *, database_url: str, media_root: Path, log_path: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "fc25_denoise.settings",
-            "DATABASE_URL": database_url,
-            "MEDIA_ROOT": str(media_root),
-            "DEBUG": "1",
-            "CHANNELS_PREFIX": f"e2e-{secrets.token_hex(4)}",
-            "PRESENCE_REDIS_PREFIX": f"e2e-presence-{secrets.token_hex(4)}",
-            "LOG_LEVEL": "WARNING",
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 60.0) -> None:
-        daphne = Path(sys.executable).with_name("daphne")
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [str(daphne), "-b", "127.0.0.1", "-p", str(self.port), "fc25_denoise.asgi:application"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:  # no event to wait on: poll until it answers
-            if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited at start-up:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/accounts/login/", timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"daphne did not answer within {timeout_s} s:\n{self.log()}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
-
-    def metrics(self) -> dict[str, float]:
-        """The live path's counters (rd_*) from /metrics, which answers loopback clients."""
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as response:  # noqa: S310
-            text = response.read().decode()
-        values: dict[str, float] = {}
-        for line in text.splitlines():
-            name, _, value = line.rpartition(" ")
-            if name.startswith("rd_") and "_bucket" not in name and "_created" not in name:
-                values[name] = float(value)
-        return values
-
-    def access_log_count(self, request_line: str) -> int:
-        """How often Daphne's access log shows `request_line`, e.g. '"POST /api/x/" 200'."""
-        return self.log_path.read_text(errors="replace").count(request_line)
-
-    def wait_for_access(self, request_line: str, count: int, timeout_s: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self.access_log_count(request_line) < count:  # a log file offers no event: poll
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{request_line} was not served {count} times:\n{self.log()}")
-            time.sleep(0.05)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
+def live_server(*, database_url: str, media_root: Path, log_path: Path) -> DaphneServer:
+    """Daphne on the test database, as `make run` starts it (not started yet)."""
+    return DaphneServer(app_env(database_url, media_root), log_path)
 
 
 def make_microphone_wav(path: Path, pad_s: float = 1.5) -> Path:

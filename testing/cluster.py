@@ -1,4 +1,5 @@
-"""Real Daphne processes on one Redis, and a WebSocket client, for presence tests and the bench.
+"""Daphne processes on one Redis (launched by testing/daphne.py), and a WebSocket client, for
+presence tests and the bench.
 
 Used by bench/presence_bench.py and streams/presence/tests/test_processes.py.
 """
@@ -9,22 +10,16 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin
-
-REPO = Path(__file__).resolve().parent.parent
-DAPHNE = REPO / ".venv" / "bin" / "daphne"
 
 
 @contextlib.contextmanager
@@ -45,65 +40,6 @@ def own_redis(folder: Path) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=10)
-
-
-def database_url(db: dict[str, Any]) -> str:
-    """A DATABASE_URL for a Django settings_dict (after the test database was swapped in)."""
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    auth = quote(db["USER"] or "", safe="") + (f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else "")
-    port = f":{db['PORT']}" if db["PORT"] else ""
-    return f"postgres://{auth}@{quote(db['HOST'] or '', safe='')}{port}/{db['NAME']}"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Daphne:
-    """One `daphne fc25_denoise.asgi:application` process on a free port."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        args = [str(DAPHNE), "-b", "127.0.0.1", "-p", str(self.port), "fc25_denoise.asgi:application"]
-        self.proc = subprocess.Popen(
-            args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
-        self._ready = threading.Event()
-        threading.Thread(target=self._read_log, daemon=True).start()
-
-    def _read_log(self) -> None:
-        assert self.proc.stderr is not None
-        with self.log_path.open("w") as log:
-            for line in self.proc.stderr:
-                log.write(line)
-                if "Listening on TCP address" in line:
-                    self._ready.set()
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        if not self._ready.wait(timeout):
-            raise RuntimeError(f"daphne on port {self.port} did not start; see {self.log_path}")
-
-    def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS line")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def cluster_env(redis_url: str, db_url: str, **settings: str) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""A real `daphne` subprocess serving the app, for the crash test and the live benchmark.
+"""The one launcher of a real `daphne` subprocess serving the app, for every test, bench and
+script that needs a server of its own (crash and presence tests, the pages, the benches, the demo).
 
 It shares the caller's database (pass the test database's URL) and media folder, and reports
 its own CPU time and memory from /proc, so figures are the server's alone.
@@ -7,16 +8,19 @@ its own CPU time and memory from /proc, so figures are the server's alone.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from testing.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DAPHNE = Path(sys.executable).parent / "daphne"
@@ -35,14 +39,39 @@ def database_url(db: dict[str, Any]) -> str:
     return f"postgres://{auth}@{host}{port}/{db['NAME']}"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def url_of_test_database() -> str:
+    """The DATABASE_URL of the test database pytest-django created (call after django_db_setup);
+    refuses anything else, so a server is never pointed at a development database by mistake."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    name = str(db["NAME"])
+    if db["ENGINE"].endswith("sqlite3"):
+        if name == ":memory:" or name.startswith("file:") or not name.startswith(tempfile.gettempdir()):
+            raise RuntimeError(f"expected a file-based SQLite test database, got {name!r}")
+    elif not name.startswith("test_"):
+        raise RuntimeError(f"expected pytest-django's test database, got {name!r}")
+    return database_url(db)
+
+
+def app_env(database: str, media_root: Path, **extra: str) -> dict[str, str]:
+    """What `make run` gives the server, on the given database and media folder, with its own
+    channel-layer and presence key prefixes so servers never see each other's state."""
+    return {
+        "DATABASE_URL": database,
+        "MEDIA_ROOT": str(media_root),
+        "DEBUG": "1",
+        "CHANNELS_PREFIX": f"t-{secrets.token_hex(4)}",
+        "PRESENCE_REDIS_PREFIX": f"t-presence-{secrets.token_hex(4)}",
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
 
 
 class DaphneServer:
-    """`daphne -b 127.0.0.1 -p <free port> fc25_denoise.asgi:application` with extra env."""
+    """`daphne -b 127.0.0.1 -p <free port> fc25_denoise.asgi:application` with extra env.
+
+    start() = spawn() + wait_ready(); several servers can be spawned first and awaited together."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "fc25_denoise.settings", **env}
@@ -54,19 +83,31 @@ class DaphneServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, ready_within: float = 60.0) -> None:
+    url = base_url
+
+    def spawn(self) -> None:
         self.port = free_port()
         args = [str(DAPHNE), "-b", "127.0.0.1", "-p", str(self.port), "fc25_denoise.asgi:application"]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + ready_within
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until /healthz answers 200 (a starting process offers no event to wait on: poll)."""
+        if self.proc is None:
+            raise RuntimeError("wait_ready() before spawn()")
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"daphne exited with {self.proc.returncode}; see {self.log_path}")
+                raise RuntimeError(f"daphne exited with {self.proc.returncode}:\n{self.log()}")
             if self._healthy():
                 return
-            time.sleep(0.2)
-        raise TimeoutError(f"daphne did not answer /healthz within {ready_within} s; see {self.log_path}")
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"daphne did not answer /healthz within {timeout} s:\n{self.log()}")
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.spawn()
+        self.wait_ready(timeout)
 
     def _healthy(self) -> bool:
         try:
@@ -102,4 +143,30 @@ class DaphneServer:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
-        return 0
+        raise RuntimeError("no VmRSS line")
+
+    # --- what the end-to-end tests read off the running server ---
+    def metrics(self) -> dict[str, float]:
+        """The live path's counters (rd_*) from /metrics, which answers loopback clients."""
+        with urllib.request.urlopen(f"{self.base_url}/metrics", timeout=5) as response:  # noqa: S310
+            text = response.read().decode()
+        values: dict[str, float] = {}
+        for line in text.splitlines():
+            name, _, value = line.rpartition(" ")
+            if name.startswith("rd_") and "_bucket" not in name and "_created" not in name:
+                values[name] = float(value)
+        return values
+
+    def access_log_count(self, request_line: str) -> int:
+        """How often Daphne's access log shows `request_line`, e.g. '"POST /api/x/" 200'."""
+        return self.log_path.read_text(errors="replace").count(request_line)
+
+    def wait_for_access(self, request_line: str, count: int, timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.access_log_count(request_line) < count:  # a log file offers no event: poll
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{request_line} was not served {count} times:\n{self.log()}")
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from fc25_denoise.api import endpoint, reply
 from fc25_denoise.errors import BadRequest
-from users import friendships
+from users import friendships, preferences
 from users.models import FriendRequest, User
 from users.serializers import request_detail, request_item, search_result, user_summary
 
@@ -83,3 +83,17 @@ async def decide(request: HttpRequest, user: User, request_id: int, decision: st
     """accept / reject (addressee only) and cancel (sender only); the URL conf passes `decision`."""
     decided = await sync_to_async(lambda: request_detail(DECISIONS[decision](user, request_id)))()
     return reply(decided)
+
+
+@endpoint("GET")
+async def noise_preference(request: HttpRequest, user: User) -> JsonResponse:
+    """GET /api/me/noise/: the caller's remembered noise choice {denoise, atten_lim_db}."""
+    return reply(preferences.noise_of(user))
+
+
+@endpoint("PATCH", json_body=True)
+async def change_noise_preference(request: HttpRequest, user: User, body: dict[str, Any]) -> JsonResponse:
+    return reply(await sync_to_async(preferences.update_noise)(user, body))
+
+
+noise = combine(noise_preference, change_noise_preference)

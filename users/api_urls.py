@@ -6,6 +6,11 @@ from django.views.decorators.common import no_append_slash
 from users import api
 
 urlpatterns: list[URLPattern] = [
+    path(
+        "me/noise/",
+        no_append_slash(api.noise),
+        name="api-noise-preference",
+    ),
     path("search/", no_append_slash(api.search), name="api-search"),
     path("friends/", no_append_slash(api.friend_list), name="api-friends"),
     path("friends/<str:username>/", no_append_slash(api.unfriend), name="api-friend"),

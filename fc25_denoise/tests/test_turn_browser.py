@@ -20,9 +20,10 @@ from fc25_denoise.ice import turn_password
 from testing.browser import (
     LiveServer,
     block_shuffled,
-    database_url_for_tests,
+    live_server,
     tracked_correlation,
 )
+from testing.daphne import url_of_test_database
 from testing.pages import (
     MakePerson,
     become_friends,
@@ -79,8 +80,8 @@ def daphne_server(
 ) -> Iterator[LiveServer]:
     """Daphne as the UI tests start it, with TURN configured for the test coturn."""
     tmp = tmp_path_factory.mktemp("turn-e2e-server")
-    server = LiveServer(
-        database_url=database_url_for_tests(), media_root=tmp / "media", log_path=tmp / "daphne.log"
+    server = live_server(
+        database_url=url_of_test_database(), media_root=tmp / "media", log_path=tmp / "daphne.log"
     )
     server.env.update(
         TURN_SECRET=coturn.secret, TURN_URLS=",".join(coturn.urls()), TURN_TTL_S=str(TTL_S), ICE_SERVERS="[]"

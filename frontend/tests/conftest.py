@@ -10,8 +10,9 @@ import pytest
 
 from testing.browser import (
     LiveServer,
-    database_url_for_tests,
+    live_server,
 )
+from testing.daphne import url_of_test_database
 from testing.people import PASSWORD  # noqa: F401 - re-exported
 
 # ----- end-to-end: a real Daphne and a real Chromium (see test_e2e.py) -----
@@ -22,8 +23,8 @@ def daphne_server(django_db_setup: None, tmp_path_factory: pytest.TempPathFactor
     """Daphne serving the app on the test database (tests mark themselves transactional, so
     pytest-django creates that database and empties it after each test)."""
     tmp = tmp_path_factory.mktemp("e2e-server")
-    server = LiveServer(
-        database_url=database_url_for_tests(), media_root=tmp / "media", log_path=tmp / "daphne.log"
+    server = live_server(
+        database_url=url_of_test_database(), media_root=tmp / "media", log_path=tmp / "daphne.log"
     )
     server.start()
     print(f"daphne serves {server.url}; its log: {server.log_path}")  # shown when a test fails

@@ -25,7 +25,7 @@ from django.urls import reverse
 from django.utils.http import content_disposition_header
 
 from fc25_denoise.api import combine, endpoint, error, reply
-from fc25_denoise.errors import Conflict, NotFound
+from fc25_denoise.errors import BadRequest, Conflict, NotFound
 from streams.models import Recording
 from streams.recordings import peaks
 from streams.recordings import service as recordings
@@ -117,10 +117,13 @@ async def recording_file(request: HttpRequest, user: User, recording_id: int, ra
 
 
 @endpoint("GET")
-async def recording_peaks(request: HttpRequest, user: User, recording_id: int) -> JsonResponse:
-    """GET /api/recordings/<id>/peaks/: the denoised file's waveform (streams.recordings.peaks), for those
-    who may fetch that file; a running recording gives the peaks of what is written so far."""
-    file = await sync_to_async(recordings.recording_file)(user, recording_id, raw=False)
+async def recording_peaks(
+    request: HttpRequest, user: User, recording_id: int, raw: bool = False
+) -> JsonResponse:
+    """GET /api/recordings/<id>/peaks/ (or /raw/peaks/): the denoised (or original) file's waveform
+    (streams.recordings.peaks), for those who may fetch that file; a running recording gives the
+    peaks of what is written so far."""
+    file = await sync_to_async(recordings.recording_file)(user, recording_id, raw=raw)
     try:
         # Not in the database thread: a long recording takes a while to read.
         body = await asyncio.to_thread(peaks.peaks_of, file.path, cache=file.finished)
@@ -132,11 +135,15 @@ async def recording_peaks(request: HttpRequest, user: User, recording_id: int) -
 
 
 def _as_json(rec: Recording) -> dict[str, Any]:
+    audio_bytes, raw_bytes = recordings.file_sizes(rec)
     return {
         "id": rec.pk,
+        "title": rec.title,
         "started_at": rec.started_at,
         "duration_s": rec.duration_s,
-        "size_bytes": rec.size_bytes,
+        "size_bytes": rec.size_bytes,  # both files together
+        "audio_bytes": audio_bytes,
+        "raw_bytes": raw_bytes,
         "denoise": rec.denoise,
         "atten_lim_db": rec.atten_lim_db,
         "finished": rec.finished,
@@ -144,28 +151,83 @@ def _as_json(rec: Recording) -> dict[str, Any]:
         "audio_url": reverse("recording-audio", args=[rec.pk]),
         "raw_url": reverse("recording-raw", args=[rec.pk]) if rec.raw_path else None,
         "peaks_url": reverse("recording-peaks", args=[rec.pk]),
+        "raw_peaks_url": reverse("recording-raw-peaks", args=[rec.pk]) if rec.raw_path else None,
     }
+
+
+def _int_param(request: HttpRequest, name: str, default: int, low: int, high: int) -> int:
+    text = request.GET.get(name, "")
+    if not text:
+        return default
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        raise BadRequest(f'"{name}" must be a whole number from {low} to {high}.')
+    return int(text)
+
+
+def _seconds_param(request: HttpRequest, name: str) -> float:
+    text = request.GET.get(name, "") or "0"
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:  # also refuses nan and inf
+        raise BadRequest(f'"{name}" must be a number of seconds from 0 to 86400.')
+    return value
 
 
 @endpoint("GET")
 async def _list(request: HttpRequest, user: User, key: str) -> JsonResponse:
-    """The recordings of user <key>: self and friends."""
-    return reply(await sync_to_async(_visible)(user, key))
+    """The recordings of user <key> (self and friends). Without `limit` the whole list; with `limit`
+    (1-100), `offset` and `min_s` (leave out finished recordings shorter than that) one page:
+    {"recordings", "total", "short", "next_offset"} (`short`: how many were left out for being
+    short; `next_offset` null at the end)."""
+    return reply(await sync_to_async(_listing)(request, user, key))
 
 
-def _visible(user: User, key: str) -> list[dict[str, Any]]:
-    return [_as_json(rec) for rec in recordings.recordings_visible_to(user, recordings.find_owner(key))]
+def _listing(request: HttpRequest, user: User, key: str) -> Any:
+    rows = recordings.recordings_visible_to(user, recordings.find_owner(key))
+    if "limit" not in request.GET:
+        return [_as_json(rec) for rec in rows]
+    page = recordings.page_of(
+        rows,
+        limit=_int_param(request, "limit", 20, 1, recordings.PAGE_MAX),
+        offset=_int_param(request, "offset", 0, 0, 2**31),
+        min_s=_seconds_param(request, "min_s"),
+    )
+    return {
+        "recordings": [_as_json(rec) for rec in page.rows],
+        "total": page.total,
+        "short": page.short,
+        "next_offset": page.next_offset,
+    }
+
+
+async def _own(request: HttpRequest, user: User, key: str) -> None:
+    _recording_id(key)
+
+
+@endpoint("PATCH", json_body=True, access=_own)
+async def _rename(request: HttpRequest, user: User, body: dict[str, Any], key: str) -> JsonResponse:
+    """{"title"}: the caller's recording with id <key>."""
+    if set(body) != {"title"}:
+        raise BadRequest('Send a JSON object with "title" only.')
+    rec = await sync_to_async(recordings.rename_recording)(user, _recording_id(key), body["title"])
+    return reply(await sync_to_async(_as_json)(rec))
 
 
 @endpoint("DELETE")
 async def _delete(request: HttpRequest, user: User, key: str) -> HttpResponse:
     """The caller's recording with id <key>."""
-    if not (key.isascii() and key.isdigit()):
-        raise NotFound("No recording with that id.")
-    await sync_to_async(recordings.delete_recording)(user, int(key))
+    await sync_to_async(recordings.delete_recording)(user, _recording_id(key))
     return HttpResponse(status=204)
 
 
-# /api/recordings/<key>/: GET lists user <key>'s, DELETE removes recording <key> (one route
-# because a username may be all digits).
-recordings_view = combine(_list, _delete)
+def _recording_id(key: str) -> int:
+    if not (key.isascii() and key.isdigit()):
+        raise NotFound("No recording with that id.")
+    return int(key)
+
+
+# /api/recordings/<key>/: GET lists user <key>'s recordings; PATCH and DELETE change the caller's
+# recording with id <key> (one route because a username may be all digits).
+recordings_view = combine(_list, _rename, _delete)

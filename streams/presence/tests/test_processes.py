@@ -16,7 +16,8 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
-from testing.cluster import Daphne, WsClient, cluster_env, database_url
+from testing.cluster import WsClient, cluster_env
+from testing.daphne import DaphneServer, database_url
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,7 +28,7 @@ CSRF = "presencetestcsrftoken0123456789a"  # 32 characters: a valid CSRF secret
 @pytest.fixture(scope="module")
 def cluster(
     redis_url: str, django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[list[Daphne]]:
+) -> Iterator[list[DaphneServer]]:
     """Processes A and B on the test database (A is killed by the first test; B lives on)."""
     folder = tmp_path_factory.mktemp("cluster")
     env = cluster_env(
@@ -39,7 +40,9 @@ def cluster(
         MEDIA_ROOT=str(folder / "media"),
         LOG_LEVEL="INFO",
     )
-    servers = [Daphne(env, folder / f"daphne{i}.log") for i in range(2)]
+    servers = [DaphneServer(env, folder / f"daphne{i}.log") for i in range(2)]
+    for server in servers:
+        server.spawn()
     try:
         for server in servers:
             server.wait_ready()
@@ -79,7 +82,7 @@ async def expect(ws: WsClient, within: float, **fields: Any) -> dict[str, Any]:
 
 
 async def test_events_cross_processes_and_a_killed_process_is_cleaned_up(
-    cluster: list[Daphne], befriend: Callable[[User, User], None], alice: User, bob: User, carol: User
+    cluster: list[DaphneServer], befriend: Callable[[User, User], None], alice: User, bob: User, carol: User
 ) -> None:
     a, b = cluster
     for x, y in [(alice, bob), (carol, bob)]:
@@ -120,7 +123,9 @@ async def test_events_cross_processes_and_a_killed_process_is_cleaned_up(
             await ws.close()
 
 
-async def test_sockets_are_refused_across_origins_and_closed_when_anonymous(cluster: list[Daphne]) -> None:
+async def test_sockets_are_refused_across_origins_and_closed_when_anonymous(
+    cluster: list[DaphneServer],
+) -> None:
     anonymous = await WsClient.connect(cluster[1].port, "/ws/presence/", None)
     await anonymous.wait_closed()
     assert anonymous.close_code == 4401
