@@ -9,7 +9,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from fc25_denoise.api import endpoint, reply
+from fc25_denoise.api import combine, endpoint, reply
 from fc25_denoise.errors import BadRequest
 from users import friendships, preferences
 from users.models import FriendRequest, User
