@@ -31,7 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from denoise.exceptions import EngineError
 
-GRAPH_VERSION = 1  # bump when the surgery changes: old cache files are then ignored
+GRAPH_VERSION = 2  # bump when the surgery changes: old cache files are then ignored
 PARTS = ("enc", "erb_dec", "df_dec")
 # Names the three graphs share (encoder outputs feed the decoders) or that the engine feeds.
 INTERFACE = {"feat_erb", "feat_spec", "e0", "e1", "e2", "e3", "emb", "c0", "lsnr", "m", "coefs"}
