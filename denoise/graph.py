@@ -31,7 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from denoise.exceptions import EngineError
 
-GRAPH_VERSION = 2  # bump when the surgery changes: old cache files are then ignored
+GRAPH_VERSION = 4  # bump when the surgery changes: old cache files are then ignored
 PARTS = ("enc", "erb_dec", "df_dec")
 # Names the three graphs share (encoder outputs feed the decoders) or that the engine feeds.
 INTERFACE = {"feat_erb", "feat_spec", "e0", "e1", "e2", "e3", "emb", "c0", "lsnr", "m", "coefs"}
@@ -144,6 +144,12 @@ def build(archive: bytes) -> onnx.ModelProto:
                 states.append(_stream_gru(node, part, state_inputs, state_outputs))
             elif node.op_type == "Pad":
                 nodes.extend(_stream_pad(node, producers, part, states, state_inputs, state_outputs))
+                continue
+            elif node.op_type == "Einsum":
+                nodes.extend(_grouped_matmul(node, graph))
+                continue
+            elif node.op_type == "ConvTranspose":
+                nodes.extend(_depthwise_upsample(node, graph))
                 continue
             nodes.append(node)
         initializers.extend(graph.initializer)
@@ -298,6 +304,70 @@ def _time_pad(node: onnx.NodeProto, producers: dict[str, onnx.NodeProto]) -> int
                 break
         seen.extend(producer.input)
     raise EngineError(f"Pad {node.name} is not a causal time pad: the export changed")
+
+
+def _grouped_matmul(node: onnx.NodeProto, graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """The grouped linear layers' `Einsum btgi,gih->btgh` as transposes around one batched
+    `MatMul` (onnxruntime's Einsum is slower on these shapes)."""
+    equation = next(a.s for a in node.attribute if a.name == "equation")
+    if equation != b"btgi,gih->btgh":
+        raise EngineError(f"unexpected Einsum {equation!r} in {node.name}: the export changed")
+    weight = next(i for i in graph.initializer if i.name == node.input[1])
+    groups, width, hidden = weight.dims
+    array = numpy_helper.to_array(weight).reshape(groups, 1, width, hidden)
+    weight.CopyFrom(numpy_helper.from_array(array, weight.name))
+    x, out, name = node.input[0], node.output[0], node.name
+    return [
+        helper.make_node("Transpose", [x], [f"{name}/gbti"], name=f"{name}/in", perm=[2, 0, 1, 3]),
+        helper.make_node("MatMul", [f"{name}/gbti", weight.name], [f"{name}/gbth"], name=f"{name}/matmul"),
+        helper.make_node("Transpose", [f"{name}/gbth"], [out], name=f"{name}/out", perm=[1, 2, 0, 3]),
+    ]
+
+
+def _depthwise_upsample(node: onnx.NodeProto, graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """The ERB decoder's depthwise `ConvTranspose` (kernel 1x3, stride 1x2, pads 1, output
+    padding 1) as element-wise multiply-adds: out[2j] = x[j]*w1, out[2j+1] = x[j]*w2 + x[j+1]*w0."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    weight = next(i for i in graph.initializer if i.name == node.input[1])
+    channels = weight.dims[0]
+    expected = {"group": channels, "kernel_shape": [1, 3], "strides": [1, 2], "pads": [0, 1, 0, 1]}
+    if any(attrs.get(k) != v for k, v in expected.items()) or attrs.get("output_padding") != [0, 1]:
+        raise EngineError(f"unexpected ConvTranspose {node.name}: the export changed")
+    if len(node.input) > 2 and node.input[2]:
+        raise EngineError(f"ConvTranspose {node.name} has a bias: the export changed")
+    w = numpy_helper.to_array(weight).reshape(channels, 3)
+    name, x, out = node.name, node.input[0], node.output[0]
+    taps = []
+    for k in range(3):
+        tap = numpy_helper.from_array(w[:, k].reshape(1, channels, 1, 1).copy(), f"{name}/w{k}")
+        graph.initializer.append(tap)
+        taps.append(tap.name)
+
+    def const(suffix: str, values: list[int]) -> tuple[onnx.NodeProto, str]:
+        tensor = helper.make_tensor(f"{name}/{suffix}", TensorProto.INT64, [len(values)], values)
+        return helper.make_node(
+            "Constant", [], [tensor.name], name=f"{name}/{suffix}/c", value=tensor
+        ), tensor.name
+
+    start, start_name = const("start", [1])
+    end, end_name = const("end", [2**62])
+    axis, axis_name = const("axis", [3])
+    pads, pads_name = const("pads", [0, 0, 0, 0, 0, 0, 0, 1])
+    shape, shape_name = const("shape", [0, 0, 0, -1])
+    p = f"{name}/"
+    return [
+        start, end, axis, pads, shape,
+        helper.make_node("Mul", [x, taps[1]], [p + "even"], name=p + "even"),
+        helper.make_node("Slice", [x, start_name, end_name, axis_name], [p + "next"], name=p + "slice"),
+        helper.make_node("Pad", [p + "next", pads_name], [p + "next0"], name=p + "pad"),
+        helper.make_node("Mul", [x, taps[2]], [p + "odd_a"], name=p + "odd_a"),
+        helper.make_node("Mul", [p + "next0", taps[0]], [p + "odd_b"], name=p + "odd_b"),
+        helper.make_node("Add", [p + "odd_a", p + "odd_b"], [p + "odd"], name=p + "odd"),
+        helper.make_node("Unsqueeze", [p + "even"], [p + "even5"], name=p + "even5", axes=[4]),
+        helper.make_node("Unsqueeze", [p + "odd"], [p + "odd5"], name=p + "odd5", axes=[4]),
+        helper.make_node("Concat", [p + "even5", p + "odd5"], [p + "pairs"], name=p + "pairs", axis=4),
+        helper.make_node("Reshape", [p + "pairs", shape_name], [out], name=p + "interleave"),
+    ]  # fmt: skip
 
 
 def _pruned(model: onnx.ModelProto) -> onnx.ModelProto:
