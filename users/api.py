@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from users import friendships
+from users import friendships, preferences
 from users.exceptions import FriendshipError
 from users.models import FriendRequest, User
 from users.serializers import UsernameInput, request_detail, request_item, user_summary
@@ -84,3 +84,13 @@ class FriendRequestDecisionView(FriendsAPIView):
 
     def post(self, request: Request, request_id: int, decision: str) -> Response:
         return Response(request_detail(DECISIONS[decision](request.user, request_id)))
+
+
+class NoisePreferenceView(FriendsAPIView):
+    """GET/PATCH /api/me/noise/: the caller's remembered noise choice {denoise, atten_lim_db}."""
+
+    def get(self, request: Request) -> Response:
+        return Response(preferences.noise_of(request.user))
+
+    def patch(self, request: Request) -> Response:
+        return Response(preferences.update_noise(request.user, request.data))

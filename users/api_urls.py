@@ -6,6 +6,7 @@ from django.views.decorators.common import no_append_slash
 from users import api
 
 urlpatterns: list[URLPattern] = [
+    path("me/noise/", no_append_slash(api.NoisePreferenceView.as_view()), name="api-noise-preference"),
     path("search/", no_append_slash(api.SearchView.as_view()), name="api-search"),
     path("friends/", no_append_slash(api.FriendListView.as_view()), name="api-friends"),
     path("friends/<str:username>/", no_append_slash(api.FriendView.as_view()), name="api-friend"),

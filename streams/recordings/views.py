@@ -27,7 +27,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from streams.exceptions import NotFound, StreamError
+from streams.exceptions import BadRequest, NotFound, StreamError
 from streams.models import Recording
 from streams.recordings import peaks
 from streams.recordings import service as recordings
@@ -136,14 +136,15 @@ async def recording_file(request: HttpRequest, recording_id: int, raw: bool) -> 
     return _FileSlice(fh, start, end - start + 1, status=status, headers=headers)
 
 
-async def recording_peaks(request: HttpRequest, recording_id: int) -> JsonResponse:
-    """GET /api/recordings/<id>/peaks/: the denoised file's waveform (streams.recordings.peaks), for those
-    who may fetch that file; a running recording gives the peaks of what is written so far."""
+async def recording_peaks(request: HttpRequest, recording_id: int, raw: bool = False) -> JsonResponse:
+    """GET /api/recordings/<id>/peaks/ (or /raw/peaks/): the denoised (or original) file's waveform
+    (streams.recordings.peaks), for those who may fetch that file; a running recording gives the
+    peaks of what is written so far."""
     user = await _viewer(request, "GET")
     if isinstance(user, JsonResponse):
         return user
     try:
-        file = await database_sync_to_async(recordings.recording_file)(user, recording_id, raw=False)
+        file = await database_sync_to_async(recordings.recording_file)(user, recording_id, raw=raw)
         # Not in the database thread: a long recording takes a while to read.
         body = await asyncio.to_thread(peaks.peaks_of, file.path, cache=file.finished)
     except StreamError as exc:
@@ -156,11 +157,15 @@ async def recording_peaks(request: HttpRequest, recording_id: int) -> JsonRespon
 
 
 def _as_json(rec: Recording) -> dict[str, Any]:
+    audio_bytes, raw_bytes = recordings.file_sizes(rec)
     return {
         "id": rec.pk,
+        "title": rec.title,
         "started_at": rec.started_at,
         "duration_s": rec.duration_s,
-        "size_bytes": rec.size_bytes,
+        "size_bytes": rec.size_bytes,  # both files together
+        "audio_bytes": audio_bytes,
+        "raw_bytes": raw_bytes,
         "denoise": rec.denoise,
         "atten_lim_db": rec.atten_lim_db,
         "finished": rec.finished,
@@ -168,12 +173,38 @@ def _as_json(rec: Recording) -> dict[str, Any]:
         "audio_url": reverse("recording-audio", args=[rec.pk]),
         "raw_url": reverse("recording-raw", args=[rec.pk]) if rec.raw_path else None,
         "peaks_url": reverse("recording-peaks", args=[rec.pk]),
+        "raw_peaks_url": reverse("recording-raw-peaks", args=[rec.pk]) if rec.raw_path else None,
     }
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query_params.get(name, "")
+    if not text:
+        return default
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        raise BadRequest(f'"{name}" must be a whole number from {low} to {high}.')
+    return int(text)
+
+
+def _seconds_param(request: Request, name: str) -> float:
+    text = request.query_params.get(name, "") or "0"
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:  # also refuses nan and inf
+        raise BadRequest(f'"{name}" must be a number of seconds from 0 to 86400.')
+    return value
 
 
 class RecordingsView(APIView):
     """/api/recordings/<key>/ — GET: the recordings of user <key> (self and friends);
-    DELETE: the caller's recording with id <key>. One route because a username may be all digits.
+    PATCH {"title"} and DELETE: the caller's recording with id <key>. One route because a
+    username may be all digits.
+
+    GET without `limit` answers the whole list; with `limit` (1-100), `offset` and `min_s` (leave
+    out finished recordings shorter than that) one page: {"recordings", "total", "short",
+    "next_offset"} (`short`: how many were left out for being short; `next_offset` null at the end).
     """
 
     def handle_exception(self, exc: Exception) -> Response:
@@ -184,10 +215,36 @@ class RecordingsView(APIView):
     def get(self, request: Request, key: str) -> Response:
         owner = recordings.find_owner(key)
         rows = recordings.recordings_visible_to(request.user, owner)
-        return Response([_as_json(rec) for rec in rows])
+        if "limit" not in request.query_params:
+            return Response([_as_json(rec) for rec in rows])
+        page = recordings.page_of(
+            rows,
+            limit=_int_param(request, "limit", 20, 1, recordings.PAGE_MAX),
+            offset=_int_param(request, "offset", 0, 0, 2**31),
+            min_s=_seconds_param(request, "min_s"),
+        )
+        return Response(
+            {
+                "recordings": [_as_json(rec) for rec in page.rows],
+                "total": page.total,
+                "short": page.short,
+                "next_offset": page.next_offset,
+            }
+        )
+
+    def patch(self, request: Request, key: str) -> Response:
+        body = request.data
+        if not isinstance(body, dict) or set(body) != {"title"}:
+            raise BadRequest('Send a JSON object with "title" only.')
+        rec = recordings.rename_recording(request.user, _recording_id(key), body["title"])
+        return Response(_as_json(rec))
 
     def delete(self, request: Request, key: str) -> Response:
-        if not (key.isascii() and key.isdigit()):
-            raise NotFound(f"No recording with id {key!r}.")
-        recordings.delete_recording(request.user, int(key))
+        recordings.delete_recording(request.user, _recording_id(key))
         return Response(status=204)
+
+
+def _recording_id(key: str) -> int:
+    if not (key.isascii() and key.isdigit()):
+        raise NotFound(f"No recording with id {key!r}.")
+    return int(key)
