@@ -15,7 +15,7 @@ from typing import Protocol
 
 from redis.exceptions import RedisError
 
-from streams.exceptions import StreamError
+from fc25_denoise.errors import DomainError
 
 log = logging.getLogger(__name__)
 
@@ -43,5 +43,5 @@ async def tell(call: Awaitable[None]) -> None:
     """Await one event call; a failure is logged, never raised into the live path."""
     try:
         await call
-    except (*EVENT_ERRORS, StreamError) as exc:
+    except (*EVENT_ERRORS, DomainError) as exc:
         log.warning("A stream event was not delivered: %s", exc)

@@ -23,9 +23,9 @@ from django.db import DatabaseError
 
 from denoise.pool import ProcessorPool
 from denoise.stream import Controls
+from fc25_denoise.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable
 from fc25_denoise.ice import ice_servers_for
 from streams.events import StreamEvents, tell
-from streams.exceptions import BadRequest, Conflict, Forbidden, NotFound, Unavailable
 from streams.live import state as live_state
 from streams.live.lifecycle import EndReason, SessionState
 from streams.live.metrics import Metrics
@@ -254,7 +254,8 @@ class StreamRegistry:
 
     # -- media and controls ----------------------------------------------------------------------
 
-    async def accept_offer(self, user: User, session_id: object, offer: Offer) -> RTCSessionDescription:
+    def broadcast_session(self, user: User, session_id: object) -> LiveSession:
+        """The user's own live session with that id (the API checks it before reading the SDP)."""
         if not isinstance(session_id, str) or not session_id:
             raise BadRequest('"session_id" must be the id returned by /api/stream/start/.')
         session = self._by_id.get(session_id)
@@ -262,9 +263,13 @@ class StreamRegistry:
             raise NotFound("No live session with that id (it may have ended).")
         if session.user_id != user.pk:
             raise Forbidden("That session belongs to someone else.")
-        return await session.accept_broadcast(offer)
+        return session
 
-    async def listen(self, listener: User, username: str, offer: Offer) -> RTCSessionDescription:
+    async def accept_offer(self, user: User, session_id: object, offer: Offer) -> RTCSessionDescription:
+        return await self.broadcast_session(user, session_id).accept_broadcast(offer)
+
+    async def listen_session(self, listener: User, username: str) -> LiveSession:
+        """The live session `listener` may listen to (the API checks it before reading the SDP)."""
         owner = await database_sync_to_async(live_state.visible_owner)(listener, username, friends_only=True)
         session = self._live(owner.pk)
         if session is None:
@@ -273,16 +278,24 @@ class StreamRegistry:
                     f"{owner.username}'s stream is served by another server process; reload to retry."
                 )
             raise NotFound(f"{owner.username} is not live.")
-        return await session.add_listener(offer)
+        return session
+
+    async def listen(self, listener: User, username: str, offer: Offer) -> RTCSessionDescription:
+        return await (await self.listen_session(listener, username)).add_listener(offer)
+
+    async def own_session(self, user: User, verb: str = "change") -> LiveSession:
+        """The user's live session on this process; NotFound (or Conflict if elsewhere) otherwise."""
+        session = self._live(user.pk)
+        if session is None:
+            await self._refuse_if_live_elsewhere(user, verb)
+            raise NotFound("You are not live.")
+        return session
 
     async def update_settings(self, user: User, *, denoise: object, atten_lim_db: object) -> LiveSession:
         change = live_state.parse_controls(denoise, atten_lim_db)
         if change.empty:
             raise BadRequest('Give "denoise" and/or "atten_lim_db".')
-        session = self._live(user.pk)
-        if session is None:
-            await self._refuse_if_live_elsewhere(user, "change")
-            raise NotFound("You are not live.")
+        session = await self.own_session(user)
         session.apply_settings(controls=change.applied_to(session.controls))
         await tell(
             self.events.settings_changed(user.pk, denoise=session.denoise, atten_lim_db=session.atten_lim_db)

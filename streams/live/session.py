@@ -25,8 +25,8 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from denoise.pool import AudioProcessor
 from denoise.stream import Controls
+from fc25_denoise.errors import Conflict, Unavailable
 from streams.events import EVENT_ERRORS, StreamEvents, tell
-from streams.exceptions import Conflict, Unavailable
 from streams.live.fanout import Hub
 from streams.live.lifecycle import ALLOWED, EndReason, SessionState, TransitionError
 from streams.live.metrics import Metrics

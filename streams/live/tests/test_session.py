@@ -15,7 +15,7 @@ import soundfile as sf
 from aiortc import RTCIceServer
 
 from denoise.stream import Controls
-from streams.exceptions import Unavailable
+from fc25_denoise.errors import Unavailable
 from streams.live.metrics import Metrics
 from streams.live.opus import silence_packet
 from streams.live.pipeline import INBOX_FRAMES
