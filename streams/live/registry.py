@@ -27,6 +27,7 @@ from fc25_denoise.errors import BadRequest, Conflict, Forbidden, NotFound, Unava
 from fc25_denoise.ice import ice_servers_for
 from streams.events import StreamEvents, tell
 from streams.live import state as live_state
+from streams.live.access import AccessWatch
 from streams.live.lifecycle import EndReason, SessionState
 from streams.live.metrics import Metrics
 from streams.live.opus import silence_packet
@@ -50,13 +51,17 @@ class StreamRegistry:
         self.metrics = Metrics()
         self._pool = pool or ProcessorPool()
         self._encode_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="opus")
-        self._timing = timing or Timing(offline_grace_s=settings.STREAM_OFFLINE_GRACE_S)
+        self._timing = timing or Timing(
+            offline_grace_s=settings.STREAM_OFFLINE_GRACE_S,
+            listener_connect_s=settings.LISTENER_CONNECT_TIMEOUT_S,
+        )
         self._sessions: dict[int, LiveSession] = {}  # by owner, from starting until forgotten
         self._by_id: dict[str, LiveSession] = {}  # live ones, by session id
         self._supervisors: dict[LiveSession, asyncio.Task[None]] = {}  # each one's whole end
         self._tasks = TaskSet("stream-registry")
         self._open_pcs: set[RTCPeerConnection] = set()  # every session's, added and removed there
         self._silence: bytes | None = None
+        self._access = AccessWatch(self.access_revoked)
         self._closed = False
 
     # -- lifetime ------------------------------------------------------------------------------
@@ -74,10 +79,12 @@ class StreamRegistry:
             stale = await database_sync_to_async(live_state.reset_streaming_flags)()
             if stale:
                 log.info("Cleared the live flag of %d user(s) left by a crash.", stale)
+        await self._access.start()
 
     async def aclose(self) -> None:
         """Shutdown: end every session, close every peer connection, finalize recordings."""
         self._closed = True
+        await self._access.aclose()
         for session in list(self._sessions.values()):
             session.request_end(EndReason.SHUTDOWN)  # a starting one ends as soon as it is live
         await asyncio.gather(
@@ -160,6 +167,7 @@ class StreamRegistry:
             ice_servers=lambda: ice_servers(ice_servers_for(None)),
             events=self.events,
             max_listeners=settings.MAX_LISTENERS_PER_STREAM,
+            listeners_per_user=settings.LISTENER_CONNECTIONS_PER_USER,
             timing=self._timing,
             open_pcs=self._open_pcs,
         )
@@ -281,7 +289,14 @@ class StreamRegistry:
         return session
 
     async def listen(self, listener: User, username: str, offer: Offer) -> RTCSessionDescription:
-        return await (await self.listen_session(listener, username)).add_listener(offer)
+        return await (await self.listen_session(listener, username)).add_listener(offer, listener.pk)
+
+    async def access_revoked(self, a: int, b: int) -> None:
+        """`a` and `b` may no longer hear each other: close their listener connections at once."""
+        for owner, listener in ((a, b), (b, a)):
+            session = self._live(owner)
+            if session is not None and await session.cut_listener(listener):
+                log.info("Closed user %s's listener connections to user %s's stream.", listener, owner)
 
     async def own_session(self, user: User, verb: str = "change") -> LiveSession:
         """The user's live session on this process; NotFound (or Conflict if elsewhere) otherwise."""
