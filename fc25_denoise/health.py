@@ -60,7 +60,9 @@ async def check_channel_layer() -> str | None:
         return "no channel layer configured"
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S):
-            channel = await layer.new_channel("healthz")
+            # The default prefix, as every consumer's: channels-redis pops one key per prefix
+            # and process, and a waiting consumer would starve a channel of another prefix.
+            channel = await layer.new_channel()
             await layer.send(channel, {"type": "healthz.ping"})
             message = await layer.receive(channel)
     except _LAYER_ERRORS as exc:

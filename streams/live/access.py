@@ -65,7 +65,9 @@ class AccessWatch:
         self._layer = self._layer or get_channel_layer()
         if self._layer is None:  # no channel layer configured: nothing can arrive
             return
-        self._channel = await self._layer.new_channel("live-access.")
+        # The default prefix, as consumers': with channels-redis a channel of its own prefix
+        # would hold the process's receive turn and starve every other channel.
+        self._channel = await self._layer.new_channel()
         await self._join()
         self._tasks.spawn(self._receive(), "receive")
         self._tasks.spawn(self._rejoin(), "rejoin")

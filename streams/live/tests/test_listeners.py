@@ -113,7 +113,10 @@ async def test_one_user_holds_at_most_a_few_connections_the_newest_replacing_the
     registry = await make_registry()
     await database_sync_to_async(befriend)(alice, bob)
     session = await _broadcast(registry, alice, client_pcs)
-    tabs = [await _listen(registry, bob, "alice", client_pcs) for _ in range(3)]  # a third tab
+    tabs = []
+    for _ in range(3):  # a third tab, once the first two hear the stream
+        tabs.append(await _listen(registry, bob, "alice", client_pcs))
+        await peers.wait_for(lambda: tabs[-1][1].count >= 1, timeout=10)
     (first, _), (_, second), (_, third) = tabs
     await peers.wait_for(lambda: _gone(first), timeout=5)  # the oldest was closed for it
     await peers.wait_for(lambda: second.count >= 10 and third.count >= 10, timeout=10)
