@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Protocol
@@ -50,7 +50,7 @@ class _Lane(Protocol):
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]: ...
 
-    def submit_frame(self, denoiser: Denoiser, frame: av.AudioFrame) -> Future[av.AudioFrame]: ...
+    def process(self, denoiser: Denoiser, frame: av.AudioFrame) -> Awaitable[av.AudioFrame]: ...
 
     def release(self) -> None: ...
 
@@ -64,8 +64,8 @@ class _ExecutorLane:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         return self._executor.submit(fn, *args)
 
-    def submit_frame(self, denoiser: Denoiser, frame: av.AudioFrame) -> Future[av.AudioFrame]:
-        return self._executor.submit(denoiser.process, frame)
+    def process(self, denoiser: Denoiser, frame: av.AudioFrame) -> Awaitable[av.AudioFrame]:
+        return asyncio.wrap_future(self._executor.submit(denoiser.process, frame))
 
     def release(self) -> None:
         return None
@@ -183,7 +183,7 @@ class AudioProcessor:
                 raise StreamClosedError("this AudioProcessor is closed")
             denoiser.enabled = self._enabled
             denoiser.atten_lim_db = self._atten_lim_db
-            return await asyncio.wrap_future(self._lane.submit_frame(denoiser, frame))
+            return await self._lane.process(denoiser, frame)
 
     async def ready(self) -> bool:
         """Wait for the model to load (libDF: ~0.5 s of CPU; batched: at once), so the first
