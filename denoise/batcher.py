@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from denoise.engine import Engine, EngineState
 from denoise.exceptions import StreamClosedError
-from denoise.stream import Denoiser, FrameJob
+from denoise.stream import Denoiser, FrameJob, MonoBlock
 
 
 @runtime_checkable
@@ -46,8 +46,8 @@ class _Frame:
     def __init__(
         self,
         denoiser: Denoiser,
-        frame: av.AudioFrame,
-        future: Future[av.AudioFrame] | asyncio.Future[av.AudioFrame],
+        frame: av.AudioFrame | MonoBlock,
+        future: Future[Any] | asyncio.Future[Any],
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.denoiser, self.frame, self.future, self.loop = denoiser, frame, future, loop
@@ -74,16 +74,16 @@ class Lane:
         self._worker.put(self, _Call(fn, args, future))
         return future
 
-    def submit_frame(self, denoiser: Denoiser, frame: av.AudioFrame) -> Future[av.AudioFrame]:
-        """Denoise `frame` with `denoiser` in the worker's next batch."""
-        future: Future[av.AudioFrame] = Future()
+    def submit_frame(self, denoiser: Denoiser, frame: av.AudioFrame | MonoBlock) -> Future[Any]:
+        """Denoise `frame` (or a live stream's MonoBlock) with `denoiser` in the worker's next batch."""
+        future: Future[Any] = Future()
         self._worker.put(self, _Frame(denoiser, frame, future))
         return future
 
-    def process(self, denoiser: Denoiser, frame: av.AudioFrame) -> asyncio.Future[av.AudioFrame]:
+    def process(self, denoiser: Denoiser, frame: av.AudioFrame | MonoBlock) -> asyncio.Future[Any]:
         """`submit_frame` for the event loop's thread: an asyncio future, settled on this loop."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[av.AudioFrame] = loop.create_future()
+        future: asyncio.Future[Any] = loop.create_future()
         self._worker.put(self, _Frame(denoiser, frame, future, loop))
         return future
 
@@ -231,7 +231,7 @@ class _Outcome:
     def __init__(self) -> None:
         self._by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, bool]]] = {}
 
-    def done(self, item: _Frame, result: av.AudioFrame) -> None:
+    def done(self, item: _Frame, result: Any) -> None:
         self._settle(item, result, False)
 
     def fail(self, item: _Frame, exc: BaseException) -> None:
