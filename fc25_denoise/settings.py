@@ -193,8 +193,15 @@ if TURN_TTL_S < 60:
 # Media / streaming settings (used by streams/).
 RECORD_RAW = env_bool("RECORD_RAW", default=True)
 MAX_LISTENERS_PER_STREAM = env_int("MAX_LISTENERS_PER_STREAM", 100)
+# Presence sockets one user may hold open at once, over all processes (tabs, devices); the next
+# one is closed with 4429 (streams/presence/consumers.py).
+MAX_PRESENCE_SOCKETS = env_int("MAX_PRESENCE_SOCKETS", 20)
 
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Behind the nginx template (its systemd unit sets BEHIND_PROXY=1) the proxy says the client's
+# scheme and address; serving clients directly (the Daphne-TLS unit), nothing in a request may.
+BEHIND_PROXY = env_bool("BEHIND_PROXY", default=False)
+if BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # --- deploy: production mode (DEBUG=0, see docs/deploy.md) ---
 SESSION_COOKIE_HTTPONLY = True
 # The pages' JavaScript reads the CSRF cookie (static/js/api.js), so it cannot be HTTP-only.
@@ -206,8 +213,15 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
-    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=True)
+    # Opt-in (docs/deploy.md): on a LAN name or a shared parent domain they would bind every
+    # sibling host to HTTPS, and preload is hard to undo.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=False)
+    # check --deploy warns about each while it is off; off is the deliberate default here.
+    SILENCED_SYSTEM_CHECKS = [
+        *([] if SECURE_HSTS_INCLUDE_SUBDOMAINS else ["security.W005"]),
+        *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
+    ]
     SECURE_CONTENT_TYPE_NOSNIFF = True
     if not ALLOWED_HOSTS:
         raise ImproperlyConfigured(

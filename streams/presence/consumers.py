@@ -20,8 +20,9 @@ ws/stream/<username>/ (StreamConsumer), for the user or a friend on that user's 
 Client frames on both: {"type": "ping"} -> {"type": "pong"}. Anything else (binary, not JSON,
 unknown type, over 4096 bytes) -> {"type": "error", "error": "<sentence>"}; the socket stays open.
 Close codes: 4401 not logged in, 4403 not (or no longer) a friend of the page's owner,
-4404 no such user, 1011 the presence store is unreachable, 1009 (Daphne's own) a frame over
-Daphne's 1 MB message limit. The server accepts the handshake
+4404 no such user (or no such WebSocket path at all), 4429 this user already has
+MAX_PRESENCE_SOCKETS presence sockets open (over all processes), 1011 the presence store is
+unreachable, 1009 (Daphne's own) a frame over Daphne's 1 MB message limit. The server accepts the handshake
 and closes at once with the code, so browsers see it (a refused handshake shows as 1006).
 """
 
@@ -33,6 +34,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from fc25_denoise.errors import NotFound
 from streams.presence.publisher import stream_group, user_group
@@ -42,6 +44,7 @@ from users.friendships import are_friends, find_user
 log = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 4096
 CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_SERVER_ERROR = 4401, 4403, 4404, 1011
+CLOSE_TOO_MANY = 4429
 
 
 def answer(text: str | None) -> dict[str, str]:
@@ -106,6 +109,10 @@ class PresenceConsumer(_JsonSocket):
         try:
             await self.presence.socket_opened(uid)
             self.opened = True
+            # Counted first, then checked: sockets opened at the same moment cannot all slip in.
+            if await self.presence.socket_count(uid) > settings.MAX_PRESENCE_SOCKETS:
+                log.info("User %s has too many presence sockets; closing a new one (4429)", uid)
+                return await self.refuse(CLOSE_TOO_MANY)
             snapshot = await self.presence.snapshot(uid)
         except STORE_ERRORS:
             log.exception("Presence store unreachable; closing user %s's socket", uid)
@@ -185,3 +192,12 @@ class StreamConsumer(_JsonSocket):
     async def stream_viewer_removed(self, message: dict[str, Any]) -> None:
         if message["viewer_id"] == self.user_id:
             await self.close(CLOSE_FORBIDDEN)
+
+
+class UnknownPath(AsyncWebsocketConsumer):
+    """Any other WebSocket path: closed with 4404 (a refused handshake would show as 1006)."""
+
+    async def connect(self) -> None:
+        log.info("WebSocket to unknown path %r closed (4404)", self.scope.get("path", "")[:100])
+        await self.accept()
+        await self.close(CLOSE_NOT_FOUND)
