@@ -215,6 +215,7 @@ def prepare(folder: Path, database: str, redis: str) -> Production:
         "REDIS_URL": redis,
         "STATIC_ROOT": str(folder / "static"),
         "MEDIA_ROOT": str(folder / "media"),
+        "CACHE_PREFIX": f"t-cache-{secrets.token_hex(4)}",  # its own throttling counters
     }
     certs = folder / "certs"
     made = run(["make", "-s", "cert", f"NAME={CERT_NAME}", f"CERT_DIR={certs}"], env)
