@@ -155,7 +155,8 @@ def test_proxy_throttles_the_sign_in_pages_per_address(production: Production, s
     statuses = [
         prod_server.request(site.url, "/accounts/login/", cert=production.cert).status for _ in range(45)
     ]
-    assert statuses[:20] == [200] * 20  # the burst a person (and the scenario above) needs
+    # The burst (20, less what the scenario above used) is answered; then one a minute.
+    assert statuses[:10] == [200] * 10
     assert statuses[-5:] == [429] * 5
     admin = prod_server.request(site.url, "/admin/login/", cert=production.cert)
     assert admin.status == 429  # the admin's sign-in shares the limit
