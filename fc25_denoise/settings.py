@@ -270,9 +270,10 @@ def _env_seconds(name: str, default: float) -> float:
 # A user whose last socket closed stays "online" this long (a page reload is not an absence).
 PRESENCE_GRACE_S = _env_seconds("PRESENCE_GRACE_S", 5.0)
 # Each process refreshes its heartbeat key every PRESENCE_HEARTBEAT_S; a process whose key is
-# older than PRESENCE_TTL_S is dead: its users go offline after the grace, its streams end.
-PRESENCE_TTL_S = _env_seconds("PRESENCE_TTL_S", 15.0)
-PRESENCE_HEARTBEAT_S = _env_seconds("PRESENCE_HEARTBEAT_S", min(5.0, PRESENCE_TTL_S / 3))
+# older than PRESENCE_TTL_S is dead: its users go offline after the grace, its streams end (for
+# friends within TTL + one heartbeat of a crash: 4 s by default).
+PRESENCE_TTL_S = _env_seconds("PRESENCE_TTL_S", 3.0)
+PRESENCE_HEARTBEAT_S = _env_seconds("PRESENCE_HEARTBEAT_S", min(1.0, PRESENCE_TTL_S / 3))
 if not 0 < PRESENCE_HEARTBEAT_S < PRESENCE_TTL_S:
     raise ImproperlyConfigured("PRESENCE_HEARTBEAT_S must be above 0 and below PRESENCE_TTL_S")
 PRESENCE_REDIS_PREFIX = os.environ.get("PRESENCE_REDIS_PREFIX", "presence")

@@ -199,6 +199,15 @@ class RecordedEvents:
         )()
         self.calls.append((name, user_id, {**details, "is_streaming_in_db": flag}))
 
+    async def claim_stream(self, user_id: int) -> bool:
+        return True  # one process: the registry itself knows who is live
+
+    async def release_claim(self, user_id: int) -> None:
+        return None
+
+    async def recording_stopped(self, user_id: int, reason: str) -> None:
+        await self._record("recording_stopped", user_id, reason=reason)
+
     async def stream_started(self, user_id: int, **details: Any) -> None:
         await self._record("stream_started", user_id, **details)
 

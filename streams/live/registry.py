@@ -29,6 +29,7 @@ from streams.exceptions import BadRequest, Conflict, Forbidden, NotFound, Stream
 from streams.live import state as live_state
 from streams.live.fanout import silence_packet
 from streams.live.metrics import Metrics
+from streams.live.ownership import Ownership
 from streams.live.pipeline import detached
 from streams.live.session import PRESENCE_ERRORS, LiveSession, SessionParts, Timing
 from streams.live.webrtc import Offer, ice_servers
@@ -58,6 +59,7 @@ class StreamRegistry:
         self._open_pcs: set[RTCPeerConnection] = set()  # every session's, added and removed there
         self._silence: bytes | None = None
         self._closed = False
+        self._ownership = Ownership(events)
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -80,6 +82,7 @@ class StreamRegistry:
         self._closed = True
         await asyncio.gather(*(self.end_session(s, "shutdown") for s in list(self._sessions.values())))
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._ownership.aclose()
         await self._pool.aclose()
         await asyncio.to_thread(self._encode_executor.shutdown, wait=True)
 
@@ -142,26 +145,33 @@ class StreamRegistry:
         return session
 
     async def _open_session(self, user: User, denoise: bool, atten: float) -> LiveSession:
-        if not await database_sync_to_async(live_state.claim_streaming)(user.pk):
-            raise Conflict("You are already live (maybe from another tab or device).")
+        await self._ownership.claim(user.pk)
         recording = recorder = processor = None
+        loop = asyncio.get_running_loop()
+
+        def recording_stopped(reason: str) -> None:  # from the recorder's writer thread
+            loop.call_soon_threadsafe(
+                self._spawn, self._notify(self.events.recording_stopped(user.pk, reason))
+            )
+
         try:
             recording = await database_sync_to_async(recordings.create_recording)(
                 user, denoise=denoise, atten_lim_db=atten, record_raw=settings.RECORD_RAW
             )
-            recorder = await asyncio.to_thread(recordings.open_recorder, recording)
+            recorder = await asyncio.to_thread(recordings.open_recorder, recording, recording_stopped)
             processor = self._pool.open(atten_lim_db=atten, enabled=denoise)
             with contextlib.suppress(TimeoutError):  # a slow or failed load surfaces at process()
                 async with asyncio.timeout(MODEL_LOAD_WAIT_S):
                     await processor.ready()
         except BaseException:
+            # A refused start leaves nothing behind: no row, no file, no flag, no claim.
             if processor is not None:
                 processor.close()
             if recorder is not None:
-                await self._finalize(recording.pk, await recorder.aclose())  # type: ignore[union-attr]
-            elif recording is not None:
-                await self._finalize(recording.pk, RecordingStats(0.0, 0))
-            await database_sync_to_async(live_state.set_streaming)(user.pk, False)
+                await recorder.aclose()
+            if recording is not None:
+                await self._discard(recording.pk)
+            await self._ownership.release(user.pk)
             raise
         if self._silence is None:
             self._silence = silence_packet()
@@ -217,35 +227,27 @@ class StreamRegistry:
     async def _end(self, session: LiveSession, reason: str) -> None:
         log.info("Ending the stream of user %s (%s).", session.user_id, reason)
         self.metrics.sessions_ended.labels(reason).inc()
+        stats: RecordingStats | None = None
         try:
             stats = await session.close()
-            await self._finalize(session.recording_id, stats)
         finally:
-            await self._clear_flag(session.user_id)
             if self._sessions.get(session.user_id) is session:
                 del self._sessions[session.user_id]
             self._by_id.pop(session.session_id, None)
             self._ending.pop(session, None)
             self.metrics.live_streams.set(len(self._sessions))
-        await self._notify(self.events.stream_ended(session.user_id))
+            # Durable: written now or retried until the database takes it, then told.
+            await self._ownership.give_back(session.user_id, session.recording_id, stats)
 
     async def _supervise(self, session: LiveSession) -> None:
         reason = await session.ended
         await self.end_session(session, reason)
 
-    async def _finalize(self, recording_id: int, stats: RecordingStats) -> None:
+    async def _discard(self, recording_id: int) -> None:
         try:
-            await database_sync_to_async(recordings.finalize_recording)(recording_id, stats)
-        except NotFound:
-            log.warning("Recording %s vanished before it was finalized.", recording_id)
-        except DatabaseError:  # the files are closed; start-up recovery will finish the row
-            log.exception("Could not finalize recording %s.", recording_id)
-
-    async def _clear_flag(self, user_id: int) -> None:
-        try:
-            await database_sync_to_async(live_state.set_streaming)(user_id, False)
-        except DatabaseError:  # presence's reaper (or the next start-up) clears it
-            log.exception("Could not clear the live flag of user %s.", user_id)
+            await database_sync_to_async(recordings.discard_recording)(recording_id)
+        except DatabaseError:  # left unfinished: the reconciler finishes it from its file
+            log.exception("Could not remove recording %s of a refused start.", recording_id)
 
     # -- media and controls ----------------------------------------------------------------------
 
