@@ -189,6 +189,7 @@ class RecordedEvents:
         self.calls: list[tuple[str, int, dict[str, Any]]] = []
         self.online: dict[int, bool] = {}
         self.online_answers: list[tuple[int, bool]] = []  # what each is_online() call answered
+        self.held: set[int] = set()  # users live on "another process": their claim is refused
 
     def names(self, user_id: int) -> list[str]:
         return [name for name, uid, _ in self.calls if uid == user_id]
@@ -200,7 +201,7 @@ class RecordedEvents:
         self.calls.append((name, user_id, {**details, "is_streaming_in_db": flag}))
 
     async def claim_stream(self, user_id: int) -> bool:
-        return True  # one process: the registry itself knows who is live
+        return user_id not in self.held
 
     async def release_claim(self, user_id: int) -> None:
         return None

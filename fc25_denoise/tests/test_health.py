@@ -21,6 +21,8 @@ HEALTHY = {"database": "ok", "channel_layer": "ok", "presence": "ok"}
 def client(make_services: Callable[..., Services]) -> ServicesClient:
     """A client of the app with this test's Services (presence on Redis when REDIS_URL is set)."""
     return ServicesClient(make_services())
+
+
 DEAD_REDIS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",

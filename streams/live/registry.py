@@ -231,13 +231,13 @@ class StreamRegistry:
         try:
             stats = await session.close()
         finally:
+            # Durable: written now, or retried until the database takes it; told once written.
+            await self._ownership.give_back(session.user_id, session.recording_id, stats)
             if self._sessions.get(session.user_id) is session:
                 del self._sessions[session.user_id]
             self._by_id.pop(session.session_id, None)
             self._ending.pop(session, None)
             self.metrics.live_streams.set(len(self._sessions))
-            # Durable: written now or retried until the database takes it, then told.
-            await self._ownership.give_back(session.user_id, session.recording_id, stats)
 
     async def _supervise(self, session: LiveSession) -> None:
         reason = await session.ended

@@ -306,7 +306,9 @@ async def test_stream_page_follows_the_friends_stream(
     await expect(page, type="settings", username="bob", denoise=False, atten_lim_db=20.0)
 
     own, own_state = await harness.join(bob, "/ws/stream/bob/")  # the owner may watch too
-    assert own_state | {"is_streaming": True, "listeners": 1, "denoise": False, "recording": "on"} == own_state
+    assert (
+        own_state | {"is_streaming": True, "listeners": 1, "denoise": False, "recording": "on"} == own_state
+    )
 
     await presence.stream_ended(bob.pk)
     await expect(page, type="streaming_status", is_streaming=False)
