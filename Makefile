@@ -7,18 +7,26 @@ PYTEST_ARGS ?=
 
 .PHONY: run test test-suite lint format bench demo clean system-deps migrate cert
 
+# The pages' JS tooling (ESLint; axe-core, which the Chromium tests inject), pinned in package-lock.json.
+node_modules/.stamp: package.json package-lock.json
+	command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null)
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 .venv/.stamp-deps: requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || python3.11 -m venv .venv
 	$(PIP) install -q --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	touch $@
 
 # Debian packages the tests need (a real Chromium for the UI tests). Needs root.
-# nginx and coturn for the deploy tests, which start their own copies on free ports: the
-# system services these packages bring are stopped, so nothing is left holding ports 80/3478.
+# nginx, coturn and janus for the deploy and scale-out tests, which start their own copies on
+# free ports: the system services these packages bring are stopped, so nothing is left holding
+# ports 80/3478/8088.
 .venv/.stamp-system: .venv/.stamp-deps
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	command -v nginx >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null && $(STOP_SERVICE) nginx)
 	command -v turnserver >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >/dev/null && $(STOP_SERVICE) coturn)
+	command -v janus >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq janus >/dev/null && $(STOP_SERVICE) janus)
 	touch $@
 
 # Stop and disable a service a package just started (systemd or not); never fails.
@@ -33,9 +41,10 @@ run: migrate
 	$(PY) manage.py seed_demo
 	.venv/bin/daphne -b $(HOST) -p $(PORT) fc25_denoise.asgi:application
 
-lint: .venv/.stamp-deps
+lint: .venv/.stamp-deps node_modules/.stamp
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	npx --no-install eslint --max-warnings=0 static/js eslint.config.js
 
 format: .venv/.stamp-deps
 	.venv/bin/ruff format .
@@ -43,7 +52,7 @@ format: .venv/.stamp-deps
 
 # The suite runs inside a private network namespace (scripts/netns-run): WebRTC never
 # touches the machine's real interfaces.
-test-suite: .venv/.stamp-system
+test-suite: .venv/.stamp-system node_modules/.stamp
 	scripts/netns-run $(PY) -m pytest $(PYTEST_ARGS)
 
 test: lint test-suite
@@ -59,7 +68,7 @@ bench: .venv/.stamp-system
 	done
 
 clean:
-	rm -rf .venv staticfiles .pytest_cache .ruff_cache
+	rm -rf .venv node_modules staticfiles .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # A self-signed certificate for a LAN name or address: make cert NAME=host.lan

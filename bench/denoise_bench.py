@@ -13,6 +13,7 @@ import asyncio
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from bench.denoise_costs import (
     thread_speedup,
 )
 from bench.report import write_section
-from denoise.engine import DeepFilterNet3
+from denoise.engine import DeepFilterNet3, Engine
 from denoise.pool import AudioProcessor, ProcessorPool, cpu_count
 from denoise.stream import Denoiser
 from testing.quality import aligned, pesq_wb, stoi_score
@@ -92,10 +93,12 @@ def single_stream(frames: list[av.AudioFrame], clean: np.ndarray, repeats: int) 
     }
 
 
-async def capacity(frames: list[av.AudioFrame], settings: Settings) -> tuple[int, list[Trial]]:
+async def capacity(
+    frames: list[av.AudioFrame], settings: Settings, engine_factory: Callable[[], Engine] = DeepFilterNet3
+) -> tuple[int, list[Trial]]:
     """Most streams fed in real time on the pool with < 1% of frames late (done > 20 ms after due)."""
     trials: list[Trial] = []
-    async with ProcessorPool() as pool:
+    async with ProcessorPool(engine_factory=engine_factory) as pool:
         processors = [pool.open() for _ in range(settings.max_streams)]
         await asyncio.gather(*(p.process(frames[0]) for p in processors))  # models loaded
         best, low, high = 0, 1, settings.max_streams

@@ -7,25 +7,72 @@
     processor.close()                           # frees the model state after in-flight work
     await pool.aclose()                         # at shutdown: closes the rest, joins threads
 
-The heavy work (model load, ~0.5 s; each frame, ~1.5-3 ms) runs on a thread pool sized to the
-CPU count. Native calls drop the GIL, so different streams run in parallel, while each stream's
-frames are processed one at a time, in call order. The pool's threads stop with its last open
-processor and start again with the next one. Nothing here imports Django.
+The engine is chosen by `DENOISE_ENGINE`: `batched` (default) is BatchedDeepFilterNet3 behind a
+`Batcher` (one worker per core, streams pinned to workers, each worker running all due frames of
+its streams as one call; opening a stream compiles nothing); `libdf` is libDF's C runtime on a
+thread pool (each stream's model loads, ~0.5 s, on the pool). Either way each stream's frames are
+processed one at a time, in call order, off the event loop. The engine is built once per pool in
+the background from construction; the threads stop with the last open processor and start again
+with the next one. Nothing here imports Django.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
+from typing import Any, Protocol
 
 import av
 
+from denoise.batched import BatchedDeepFilterNet3
+from denoise.batcher import BatchEngine, Batcher
 from denoise.engine import ATTEN_LIM_MAX_DB, DeepFilterNet3, Engine, validate_atten_lim
-from denoise.exceptions import StreamClosedError
+from denoise.exceptions import EngineError, StreamClosedError
 from denoise.stream import Denoiser, validate_enabled
+
+ENGINES: dict[str, Callable[[], Engine]] = {"batched": BatchedDeepFilterNet3, "libdf": DeepFilterNet3}
+
+
+def engine_from_env() -> Engine:
+    """The engine `DENOISE_ENGINE` names (`batched` when unset)."""
+    name = os.environ.get("DENOISE_ENGINE", "batched").strip().lower() or "batched"
+    if name not in ENGINES:
+        raise EngineError(f"DENOISE_ENGINE must be one of {sorted(ENGINES)}, got {name!r}")
+    return ENGINES[name]()
+
+
+class _Lane(Protocol):
+    """Where one stream's work runs, in submission order."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]: ...
+
+    def submit_frame(self, denoiser: Denoiser, frame: av.AudioFrame) -> Future[av.AudioFrame]: ...
+
+    def release(self) -> None: ...
+
+
+class _ExecutorLane:
+    """A stream on the shared thread pool (libDF: each native call drops the GIL)."""
+
+    def __init__(self, executor: ThreadPoolExecutor) -> None:
+        self._executor = executor
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        return self._executor.submit(fn, *args)
+
+    def submit_frame(self, denoiser: Denoiser, frame: av.AudioFrame) -> Future[av.AudioFrame]:
+        return self._executor.submit(denoiser.process, frame)
+
+    def release(self) -> None:
+        return None
+
+
+class _Workers(Protocol):
+    def shutdown(self, wait: bool = True) -> None: ...
 
 
 def cpu_count() -> int:
@@ -39,13 +86,14 @@ class ProcessorPool:
     """Owns the worker threads and the engine shared by its `AudioProcessor`s."""
 
     def __init__(
-        self, *, workers: int | None = None, engine_factory: Callable[[], Engine] = DeepFilterNet3
+        self, *, workers: int | None = None, engine_factory: Callable[[], Engine] = engine_from_env
     ) -> None:
         self._workers = workers or cpu_count()
-        self._engine_factory = engine_factory
-        self._engine: Engine | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._retired: set[ThreadPoolExecutor] = set()  # stopped with their last user, still working
+        self._engine: Future[Engine] = Future()
+        # Built in the background (the batched graph takes ~0.3 s), so no go-live waits for it.
+        threading.Thread(target=_build, args=(engine_factory, self._engine), name="denoise-engine").start()
+        self._executor: ThreadPoolExecutor | Batcher | None = None
+        self._retired: set[_Workers] = set()  # stopped with their last user, still working
         self._open: set[AudioProcessor] = set()
         self._closed = False
 
@@ -54,16 +102,27 @@ class ProcessorPool:
         """Whether worker threads are currently allocated (between first open and last close)."""
         return self._executor is not None
 
+    @property
+    def engine(self) -> Engine:
+        """The pool's engine (waits for its build; raises the build's error)."""
+        return self._engine.result()
+
     def open(self, *, atten_lim_db: float = ATTEN_LIM_MAX_DB, enabled: bool = True) -> AudioProcessor:
         """A processor for one stream. Its model loads in the background; the first
         `process()` waits for it. Raises InvalidSettingError for bad settings."""
         if self._closed:
             raise StreamClosedError("this ProcessorPool is closed")
+        engine = self.engine
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="denoise")
-        if self._engine is None:
-            self._engine = self._engine_factory()
-        processor = AudioProcessor(self, self._executor, self._engine, atten_lim_db, enabled)
+            if isinstance(engine, BatchEngine):
+                self._executor = Batcher(engine, self._workers)
+            else:
+                self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="denoise")
+        if isinstance(self._executor, Batcher):
+            lane: _Lane = self._executor.lane()
+        else:
+            lane = _ExecutorLane(self._executor)
+        processor = AudioProcessor(self, lane, engine, atten_lim_db, enabled)
         self._open.add(processor)
         return processor
 
@@ -84,6 +143,8 @@ class ProcessorPool:
         retired, self._retired = list(self._retired), set()
         for executor in retired:
             await asyncio.to_thread(executor.shutdown, wait=True)
+        if not self._engine.done():
+            await asyncio.wrap_future(self._engine)  # the build thread ends with the pool
 
     async def __aenter__(self) -> ProcessorPool:
         return self
@@ -101,18 +162,16 @@ class AudioProcessor:
     def __init__(
         self,
         pool: ProcessorPool,
-        executor: ThreadPoolExecutor,
+        lane: _Lane,
         engine: Engine,
         atten_lim_db: float,
         enabled: bool,
     ) -> None:
         self._pool = pool
-        self._executor = executor
+        self._lane = lane
         self._atten_lim_db = validate_atten_lim(atten_lim_db)
         self._enabled = validate_enabled(enabled)
-        self._denoiser: Future[Denoiser] = executor.submit(
-            Denoiser, atten_lim_db=atten_lim_db, enabled=enabled, engine=engine
-        )
+        self._denoiser: Future[Denoiser] = lane.submit(_open_denoiser, engine, atten_lim_db, enabled)
         self._turn = asyncio.Lock()  # FIFO: a stream's frames run one at a time, in call order
         self._closed = False
 
@@ -124,13 +183,13 @@ class AudioProcessor:
                 raise StreamClosedError("this AudioProcessor is closed")
             denoiser.enabled = self._enabled
             denoiser.atten_lim_db = self._atten_lim_db
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, denoiser.process, frame)
+            return await asyncio.wrap_future(self._lane.submit_frame(denoiser, frame))
 
     async def ready(self) -> bool:
-        """Wait for the model to load (~0.5 s of CPU), so the first frames do not queue behind
-        it. True once loaded; False after close() or a failed load (process() raises that
-        error). Bound it with `asyncio.timeout()`: cancelling the wait leaves the load going."""
+        """Wait for the model to load (libDF: ~0.5 s of CPU; batched: at once), so the first
+        frames do not queue behind it. True once loaded; False after close() or a failed load
+        (process() raises that error). Bound it with `asyncio.timeout()`: cancelling the wait
+        leaves the load going."""
         loaded = asyncio.wrap_future(self._denoiser)
         loaded.add_done_callback(_observe)
         await asyncio.wait({loaded})  # unlike awaiting it, wait() never cancels the load
@@ -173,8 +232,22 @@ class AudioProcessor:
         if self._closed:
             return
         self._closed = True
-        closing = self._executor.submit(_close_when_loaded, self._denoiser)
+        closing = self._lane.submit(_close_when_loaded, self._denoiser)
+        self._lane.release()
         self._pool._release(self, closing)
+
+
+def _build(factory: Callable[[], Engine], result: Future[Engine]) -> None:
+    try:
+        engine = factory()
+    except BaseException as exc:  # noqa: BLE001 - handed to open() through the future
+        result.set_exception(exc)
+    else:
+        result.set_result(engine)
+
+
+def _open_denoiser(engine: Engine, atten_lim_db: float, enabled: bool) -> Denoiser:
+    return Denoiser(atten_lim_db=atten_lim_db, enabled=enabled, engine=engine)
 
 
 def _observe(loaded: asyncio.Future[Denoiser]) -> None:

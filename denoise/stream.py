@@ -11,17 +11,32 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
 from types import TracebackType
 
 import av
 import numpy as np
+import numpy.typing as npt
 
-from denoise.audio import FrameCodec, FrameFormat, Mono, Planar, SampleFifo, stream_lag
+from denoise.audio import FrameCodec, FrameFormat, Planar, SampleFifo, stream_lag
 from denoise.engine import ATTEN_LIM_MAX_DB, DeepFilterNet3, Engine, EngineState, validate_atten_lim
 from denoise.exceptions import FormatError, FormatUnknownError, InvalidSettingError, StreamClosedError
 
 CROSSFADE_MS = 15.0
 SNR_SMOOTHING_S = 0.2  # time constant of the exponential average of the model's local SNR
+
+
+@dataclass(frozen=True)
+class FrameJob:
+    """One frame between `Denoiser.prepare()` and `Denoiser.complete()`: its hops for the model."""
+
+    state: EngineState
+    pipe: _Pipeline
+    hops: npt.NDArray[np.float32]  # (count, hop_size); count may be 0
+    pts: int | None
+    time_base: Fraction | None
 
 
 class _Pipeline:
@@ -139,6 +154,15 @@ class Denoiser:
 
     def process(self, frame: av.AudioFrame) -> av.AudioFrame:
         """Denoise one frame; returns a new frame of the same format, size, pts and time base."""
+        job = self.prepare(frame)
+        results = [job.state.process_hop(hop) for hop in job.hops]
+        outputs = np.array([out for out, _ in results], np.float32).reshape(len(results), -1)
+        return self.complete(job, outputs, [snr for _, snr in results])
+
+    def prepare(self, frame: av.AudioFrame) -> FrameJob:
+        """First half of `process()`: buffer `frame` and cut the whole hops now due for the model.
+        Run them through `job.state` (or a batch of states), then call `complete()`. A stream's
+        frames go through prepare/complete strictly one after the other."""
         with self._lock:
             state = self._live_state()
             pipe = self._pipeline_for(frame)
@@ -147,14 +171,35 @@ class Denoiser:
                 state.set_atten_lim(self._applied_atten)
             pipe.dry.push(pipe.codec.planar(frame))
             pipe.hops.push(pipe.codec.model_input(frame).reshape(1, -1))
-            denoised = self._run_model(state, pipe)
-            if denoised.size:
-                pipe.wet.push(pipe.codec.from_model(denoised))
+            hop = self._engine.hop_size
+            count = len(pipe.hops) // hop
+            hops = (
+                pipe.hops.pop(count * hop)[0].reshape(count, hop) if count else np.zeros((0, hop), np.float32)
+            )
+            return FrameJob(state, pipe, hops, frame.pts, frame.time_base)
+
+    def complete(
+        self, job: FrameJob, denoised: npt.NDArray[np.float32], snrs: Sequence[float]
+    ) -> av.AudioFrame:
+        """Second half of `process()`: the model's output for `job.hops` (same shape) and local
+        SNRs in; the output frame out."""
+        with self._lock:
+            self._live_state()
+            pipe = job.pipe
+            for snr in snrs:
+                self._smooth_snr(float(snr))
+            flat = np.array(denoised, np.float32).reshape(-1)
+            if pipe.warmup and flat.size:
+                muted = min(pipe.warmup, flat.size)
+                flat[:muted] = 0.0
+                pipe.warmup -= muted
+            if flat.size:
+                pipe.wet.push(pipe.codec.from_model(flat))
             count = pipe.fmt.samples
             if len(pipe.wet) < count:
                 raise FormatError(f"internal buffering fell short for {pipe.fmt}")  # a bug, not input
             mixed = self._mix(pipe, pipe.wet.pop(count), pipe.dry.pop(count))
-            return pipe.codec.frame(mixed, frame.pts, frame.time_base)
+            return pipe.codec.frame(mixed, job.pts, job.time_base)
 
     def _live_state(self) -> EngineState:
         if self._state is None:
@@ -168,24 +213,6 @@ class Denoiser:
         elif fmt != self._pipeline.fmt:
             raise FormatError(f"stream format changed from {self._pipeline.fmt} to {fmt}: use a new Denoiser")
         return self._pipeline
-
-    def _run_model(self, state: EngineState, pipe: _Pipeline) -> Mono:
-        hop = self._engine.hop_size
-        count = len(pipe.hops) // hop
-        if not count:
-            return np.zeros(0, dtype=np.float32)
-        pending = pipe.hops.pop(count * hop)[0]
-        outputs = []
-        for i in range(count):
-            out, lsnr = state.process_hop(pending[i * hop : (i + 1) * hop])
-            outputs.append(out)
-            self._smooth_snr(lsnr)
-        denoised = np.concatenate(outputs)
-        if pipe.warmup:
-            muted = min(pipe.warmup, denoised.size)
-            denoised[:muted] = 0.0
-            pipe.warmup -= muted
-        return denoised
 
     def _smooth_snr(self, lsnr: float) -> None:
         last = self._snr_db

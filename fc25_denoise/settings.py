@@ -57,7 +57,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "servestatic.runserver_nostatic",
     "django.contrib.staticfiles",
-    "rest_framework",
     "channels",
     "users",
     "streams",
@@ -67,10 +66,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Every middleware is async-capable, so a request never waits for a thread of asgiref's
-    # sync bridge (which shutdown would then wait on).
+    # sync bridge (which shutdown would then wait on): servestatic, not the sync-only WhiteNoise.
     "servestatic.middleware.ServeStaticMiddleware",
-    "fc25_denoise.middleware.BodyLimitMiddleware",
-    "fc25_denoise.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -145,15 +142,9 @@ STORAGES = {
 }
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "fc25_denoise.api_errors.exception_handler",
-    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-}
-# Bodies above 64 KB are refused before parsing (413), see fc25_denoise.api_errors.
+# JSON API (fc25_denoise/api.py): a CSRF refusal under /api/ is JSON too.
+CSRF_FAILURE_VIEW = "fc25_denoise.api.csrf_failure"
+# Bodies above 64 KB are refused with 413 (fc25_denoise.api; before reading, fc25_denoise.asgi).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
 
@@ -244,8 +235,6 @@ LOGGING = {
 }
 
 # --- users (accounts & friends API) ---
-# Bodies nested too deep for Python's JSON decoder are a 400, not a RecursionError (500).
-REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["fc25_denoise.api_parsers.JSONParser"]
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers take SQLite's write lock at BEGIN and wait up to 20 s for each other, instead of
     # failing with "database is locked" when two transactions upgrade their locks at once.
@@ -292,3 +281,26 @@ if REDIS_URL:
 # presence's own PRESENCE_GRACE_S) loses the stream: the page is gone, the beacon was lost.
 STREAM_OFFLINE_GRACE_S = _env_seconds("STREAM_OFFLINE_GRACE_S", 5.0)
 # --- end live path ---
+
+
+# --- scale-out: Janus as the SFU (streams/sfu/, docs/deploy.md "Scaling out") ---
+# Janus's HTTP API on a private address, e.g. http://10.0.0.5:8088/janus. Unset: listeners are
+# served by the process that owns the stream (the in-process hub, one process).
+JANUS_URL = os.environ.get("JANUS_URL", "").rstrip("/")
+JANUS_API_SECRET = os.environ.get("JANUS_API_SECRET", "")
+JANUS_ADMIN_KEY = os.environ.get("JANUS_ADMIN_KEY", "")
+# Where this process sends its streams' RTP (Janus's private address); default: JANUS_URL's host.
+JANUS_RTP_HOST = os.environ.get("JANUS_RTP_HOST", "")
+if JANUS_URL:
+    from urllib.parse import urlsplit
+
+    _janus = urlsplit(JANUS_URL)
+    if _janus.scheme not in ("http", "https") or not _janus.hostname:
+        raise ImproperlyConfigured(f"JANUS_URL must look like http://10.0.0.5:8088/janus, got {JANUS_URL!r}")
+    if not (JANUS_API_SECRET and JANUS_ADMIN_KEY):
+        raise ImproperlyConfigured("JANUS_URL is set: set JANUS_API_SECRET and JANUS_ADMIN_KEY too")
+    if not REDIS_URL:
+        raise ImproperlyConfigured("JANUS_URL needs REDIS_URL: listeners may reach any process")
+    JANUS_RTP_HOST = JANUS_RTP_HOST or _janus.hostname
+LOGGING["loggers"]["httpx"] = {"level": "WARNING"}  # one INFO line per Janus request otherwise
+# --- end scale-out ---

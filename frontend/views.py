@@ -6,14 +6,18 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from fc25_denoise.errors import NotFound
 from fc25_denoise.ice import ice_servers_for
-from users import friendships
-from users.exceptions import NotFound
+from users import friendships, preferences
 
 
 @login_required
 def main_view(request: HttpRequest) -> HttpResponse:
-    return render(request, "frontend/main.html", {"ice_servers": ice_servers_for(request.user)})
+    context = {
+        "ice_servers": ice_servers_for(request.user),
+        "noise_preference": preferences.noise_of(request.user),
+    }
+    return render(request, "frontend/main.html", context)
 
 
 @login_required

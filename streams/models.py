@@ -14,6 +14,7 @@ class Recording(models.Model):
     """
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recordings")
+    title = models.CharField(max_length=100, blank=True, default="")  # "" shows as the date
     started_at = models.DateTimeField(auto_now_add=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     duration_s = models.FloatField(default=0.0)

@@ -7,8 +7,8 @@ from streams.presence import views as presence_views
 from streams.recordings import views as recording_views
 
 urlpatterns: list[URLPattern] = [
-    # <key> is a username for GET and a recording id for DELETE (usernames may be all digits).
-    path("recordings/<str:key>/", recording_views.RecordingsView.as_view(), name="recordings"),
+    # <key> is a username for GET and a recording id for PATCH/DELETE (usernames may be all digits).
+    path("recordings/<str:key>/", recording_views.recordings_view, name="recordings"),
     path(
         "recordings/<int:recording_id>/audio/",
         recording_views.recording_file,
@@ -22,6 +22,12 @@ urlpatterns: list[URLPattern] = [
         name="recording-raw",
     ),
     path("recordings/<int:recording_id>/peaks/", recording_views.recording_peaks, name="recording-peaks"),
+    path(
+        "recordings/<int:recording_id>/raw/peaks/",
+        recording_views.recording_peaks,
+        {"raw": True},
+        name="recording-raw-peaks",
+    ),
     # --- presence (polling fallback of ws/presence/) ---
     path("presence/", presence_views.presence, name="api-presence"),
     # --- end presence ---

@@ -287,3 +287,16 @@ def people(browser: Browser, daphne_server: LiveServer) -> Iterator[MakePerson]:
     yield make
     for person in made:
         person.close()
+
+
+# --- Janus fixtures (streams/sfu/; tests marked webrtc) ---
+@pytest.fixture
+def janus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A throw-away Janus from deploy/janus/ on a free port (testing.janus.JanusServer)."""
+    from testing.janus import janus_running
+
+    with janus_running(tmp_path_factory.mktemp("janus")) as server:
+        yield server
+
+
+# --- end Janus fixtures ---

@@ -196,10 +196,9 @@ class ServicesClient(AsyncClient):
         super().__init__(**kwargs)
         self.services = services
 
-    def _base_scope(self, **request: Any) -> dict[str, Any]:
-        return {**super()._base_scope(**request), "services": self.services}
-
     async def request(self, **request: Any) -> Any:
+        # request() takes the ASGI scope's keys (Django builds the scope from them).
+        request.setdefault("services", self.services)
         # Like Django's ASGIHandler under Daphne (the test handler skips it): sync code of this
         # request gets its own thread, not asgiref's single shared one, which background tasks
         # (ending a stream, presence) also need while the request waits for them.

@@ -172,16 +172,19 @@ http {{
 """
 
 
-def nginx_config(prod: Production, upstream: str, http_port: int, https_port: int) -> Path:
+def nginx_config(prod: Production, upstream: str | list[str], http_port: int, https_port: int) -> Path:
     """The shipped site template, rendered, inside a minimal main config of the test's own
-    (one process, no daemon, every path in a temporary folder); checked with `nginx -t`."""
+    (one process, no daemon, every path in a temporary folder); checked with `nginx -t`.
+    `upstream`: the Daphne address, or a list of them (one per process)."""
     folder = prod.folder / "nginx"
     folder.mkdir(exist_ok=True)
     values = {
         "SERVER_NAME": CERT_NAME,
         "HTTP_PORT": str(http_port),
         "HTTPS_PORT": str(https_port),
-        "UPSTREAM": upstream,
+        "UPSTREAM_SERVERS": "".join(
+            f"    server {address};\n" for address in ([upstream] if isinstance(upstream, str) else upstream)
+        ),
         "CERT": str(prod.cert),
         "KEY": str(prod.key),
     }

@@ -18,6 +18,9 @@ class CaseInsensitiveUserManager(UserManager["User"]):
 class User(AbstractUser):
     is_streaming = models.BooleanField(default=False)
     is_online = models.BooleanField(default=False)
+    # The broadcaster's noise choice, remembered across sessions and devices (users.preferences).
+    noise_denoise = models.BooleanField(default=True)
+    noise_atten_lim_db = models.FloatField(default=100.0)
 
     objects = CaseInsensitiveUserManager()
 

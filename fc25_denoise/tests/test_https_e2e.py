@@ -36,7 +36,7 @@ class ProxiedSite:
 
     def metrics(self) -> dict[str, float]:
         # Straight from Daphne on loopback: through nginx /metrics is for staff only.
-        return LiveServer.metrics(SimpleNamespace(url=self.daphne_url))  # type: ignore[arg-type]
+        return LiveServer.metrics(SimpleNamespace(base_url=self.daphne_url))  # type: ignore[arg-type]
 
     def requests(self) -> list[tuple[str, str, int]]:
         """(method, path, status) of every request nginx has logged so far."""

@@ -11,7 +11,14 @@ from deploy.render import RenderError, parse_assignments, render
 from testing.processes import BASE_DIR, DEPLOY
 
 TEMPLATES = {
-    "nginx/realtime-denoise.conf": {"SERVER_NAME", "HTTP_PORT", "HTTPS_PORT", "UPSTREAM", "CERT", "KEY"},
+    "nginx/realtime-denoise.conf": {
+        "SERVER_NAME",
+        "HTTP_PORT",
+        "HTTPS_PORT",
+        "UPSTREAM_SERVERS",
+        "CERT",
+        "KEY",
+    },
     "coturn/turnserver.conf": {
         "TURN_PORT",
         "REALM",
@@ -62,7 +69,7 @@ def test_command_line_renders_to_stdout_and_fails_clearly() -> None:
         check=False,
     )
     assert partial.returncode == 1
-    assert partial.stderr.strip().endswith("no value for CERT, HTTPS_PORT, HTTP_PORT, KEY, UPSTREAM")
+    assert partial.stderr.strip().endswith("no value for CERT, HTTPS_PORT, HTTP_PORT, KEY, UPSTREAM_SERVERS")
     values = [f"{name}=x" for name in TEMPLATES["nginx/realtime-denoise.conf"]]
     full = subprocess.run(
         [sys.executable, script, template, *values], capture_output=True, text=True, timeout=30, check=False

@@ -38,12 +38,13 @@ def test_main_page_has_the_sidebar_the_panel_and_its_data(
     assertTemplateUsed(response, "frontend/main.html")
     assert json_script(html, "ice-servers") == [{"urls": "stun:stun.example.org:3478"}]
     assert json_script(html, "me") == "alice"
+    assert json_script(html, "noise-preference") == {"denoise": True, "atten_lim_db": 100.0}
     for landmark in (
         'id="search"',
         'id="friend-list"',
         'id="incoming-list"',
         'id="stream-toggle"',
-        'id="denoise"',
+        'id="presets"',
     ):
         assert landmark in html
     assert 'src="/static/js/main.js"' in html
@@ -109,6 +110,7 @@ def test_own_page_shows_recordings_without_a_listen_button(alice: User, client_f
     response = client_for(alice).get("/friend/alice/")
     html = response.content.decode()
     assert response.status_code == 200
-    assert "This is your own page" in html
+    assert '<h1 id="friend-heading">Your recordings</h1>' in html
+    assert json_script(html, "is-self") is True
     assert 'id="listen-toggle"' not in html
     assert 'id="recordings"' in html

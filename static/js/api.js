@@ -13,20 +13,27 @@ export function csrfToken() {
   return match ? decodeURIComponent(match[1]) : "";
 }
 
-// Server clock minus client clock in ms, learned from the Date header; only trusted when the
-// gap is clearly larger than the header's one-second resolution.
-let clockSkewMs = 0;
+/**
+ * The server's clock, learned from the Date header of API answers: the live timers count from the
+ * server's start instant, and a client clock that is minutes off would show nonsense. The skew is
+ * only trusted when clearly larger than the header's one-second resolution.
+ */
+export class ServerClock {
+  constructor() {
+    this.skewMs = 0;
+  }
 
-export function serverNow() {
-  return Date.now() + clockSkewMs;
-}
+  now() {
+    return Date.now() + this.skewMs;
+  }
 
-function learnSkew(response) {
-  const header = response.headers.get("Date");
-  const server = header ? Date.parse(header) : NaN;
-  if (Number.isNaN(server)) return;
-  const skew = server - Date.now();
-  clockSkewMs = Math.abs(skew) > 2000 ? skew : 0;
+  learn(response) {
+    const header = response.headers.get("Date");
+    const server = header ? Date.parse(header) : NaN;
+    if (Number.isNaN(server)) return;
+    const skew = server - Date.now();
+    this.skewMs = Math.abs(skew) > 2000 ? skew : 0;
+  }
 }
 
 async function errorMessage(response) {
@@ -44,9 +51,10 @@ async function errorMessage(response) {
 
 /**
  * Call the JSON API. Resolves to the parsed body (or null for empty answers);
- * rejects with ApiError (status 0 when the server could not be reached).
+ * rejects with ApiError (status 0 when the server could not be reached). A `clock` (ServerClock)
+ * learns the server's time from the answer.
  */
-export async function api(url, { method = "GET", body, signal, headers = {} } = {}) {
+export async function api(url, { method = "GET", body, signal, headers = {}, clock } = {}) {
   const init = { method, signal, credentials: "same-origin", headers: { Accept: "application/json", ...headers } };
   if (method !== "GET" && method !== "HEAD") init.headers["X-CSRFToken"] = csrfToken();
   if (body !== undefined) {
@@ -60,16 +68,9 @@ export async function api(url, { method = "GET", body, signal, headers = {} } = 
     if (err.name === "AbortError") throw err;
     throw new ApiError(0, "Could not reach the server. Check your connection and try again.");
   }
-  learnSkew(response);
+  if (clock) clock.learn(response);
   if (!response.ok) throw new ApiError(response.status, await errorMessage(response));
   if (response.status === 204) return null;
   const text = await response.text();
   return text ? JSON.parse(text) : null;
-}
-
-/** Fire-and-forget POST that survives page unload (used to stop a stream on exit). */
-export function beacon(url) {
-  const form = new FormData();
-  form.append("csrfmiddlewaretoken", csrfToken());
-  return navigator.sendBeacon(url, form);
 }

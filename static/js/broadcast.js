@@ -1,187 +1,315 @@
-// The main page's streaming panel: microphone -> server, settings, timer, listeners.
+// The main page's on-air panel: microphone -> server, its state in words and colour, the time
+// live, the listeners. One state machine (State, changed only in setState) drives the page.
+//
+// Resume: the session id from /api/stream/start/ is kept in this tab's sessionStorage. After a
+// reload, or when the connection drops, the page offers the same session a new connection
+// (POST /api/webrtc/offer/ with that id); the server keeps the session through a short grace.
+// If it is gone (server restarted, grace over) and we were live, a new stream starts at once,
+// and the page says it is a new recording. Other tabs learn from the presence socket that the
+// user is live and offer to stop that stream instead of a Start that would fail.
 
-import { api, beacon, serverNow } from "./api.js";
-import { debounce, formatDuration } from "./format.js";
+import { api } from "./api.js";
 import { LevelMeter } from "./meter.js";
+import { openMicrophone } from "./microphone.js";
+import { $, LiveTimer, MessageLine, renderToggle } from "./ui.js";
 import { publish } from "./webrtc_client.js";
 
-const SETTINGS_DELAY_MS = 200;
-// The browser's own processing would fight the server's denoiser; we want the raw microphone.
-const MIC_CONSTRAINTS = { audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } };
+export const State = Object.freeze({
+  IDLE: "idle",
+  STARTING: "starting",
+  LIVE: "live",
+  RECONNECTING: "reconnecting",
+  STOPPING: "stopping",
+  ENDED: "ended",
+  ELSEWHERE: "elsewhere",
+});
 
-function micMessage(err) {
-  switch (err && err.name) {
-    case "NotAllowedError":
-    case "SecurityError":
-      return "Microphone access was blocked. Allow the microphone for this site in your browser settings, then press Start streaming again.";
-    case "NotFoundError":
-    case "OverconstrainedError":
-      return "No microphone was found. Connect one and press Start streaming again.";
-    case "NotReadableError":
-    case "AbortError":
-      return "Your microphone could not be opened; another application may be using it. Close it and try again.";
-    default:
-      return "The microphone could not be started. Check that one is connected and try again.";
-  }
-}
+const LOOK = {
+  idle: { chip: "Not live", line: "Press Go live and your friends can listen.", button: "Go live" },
+  starting: { chip: "Connecting…", line: "Connecting your microphone to the server…", button: "Connecting…", busy: true },
+  live: { chip: "Live", line: "You are live. Your friends can listen now.", button: "Stop streaming", stops: true },
+  reconnecting: { chip: "Reconnecting…", line: "The connection dropped. Reconnecting your stream; keep talking.",
+    button: "Stop streaming", stops: true },
+  stopping: { chip: "Ending…", line: "Ending your stream…", button: "Stopping…", busy: true, stops: true },
+  ended: { chip: "Ended", line: "Your stream has ended. It is saved in your recordings.", button: "Go live again" },
+  elsewhere: { chip: "Live in another tab", line: "You are live from another tab or device.",
+    button: "Stop it here", stops: true },
+};
 
-async function openMicrophone() {
-  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    throw new Error("This browser cannot use the microphone on this page. Open the site over HTTPS (or on localhost).");
-  }
-  try {
-    return await navigator.mediaDevices.getUserMedia(MIC_CONSTRAINTS);
-  } catch (err) {
-    throw new Error(micMessage(err));
-  }
-}
-
-function strengthText(db) {
-  if (db >= 100) return "100 dB (full)";
-  return db <= 0 ? "0 dB (no reduction)" : `${db} dB`;
-}
-
+const STORAGE_KEY = "rd-live-session";
+// A "disconnected" connection often heals by itself once the network is back: wait that long
+// before offering the server a new one (the old one is kept until a new one works).
+const HEAL_WAIT_MS = 8000;
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 8000;
+const GIVE_UP_MS = 120000;
 export class Broadcaster {
-  constructor({ announce }) {
+  /** @param {{announce: (text: string) => void, clock: import("./api.js").ServerClock,
+   *   settings: () => {denoise: boolean, atten_lim_db: number}}} deps */
+  constructor({ announce, clock, settings }) {
     this.announce = announce;
-    this.state = "idle"; // idle | starting | live | stopping
+    this.clock = clock;
+    this.settings = settings;
+    this.state = State.IDLE;
     this.mic = null;
     this.pc = null;
-    this.startedAt = 0;
-    this.sessionStarted = false;
-    this.timer = 0;
-    const $ = (id) => document.getElementById(id);
+    this.session = null; // {session_id, started_at} of the stream this tab runs
+    this.healTimer = 0;
+    this.retry = { timer: 0, delay: RETRY_MIN_MS, since: 0 };
     this.nodes = {
-      toggle: $("stream-toggle"), denoise: $("denoise"), strength: $("strength"), strengthValue: $("strength-value"),
-      timer: $("timer"), listeners: $("listeners"), badge: $("my-live-badge"), state: $("stream-state"),
-      message: $("stream-message"),
+      panel: $("on-air"), toggle: $("stream-toggle"), chip: $("stream-chip"), line: $("stream-state"),
+      listeners: $("listeners"), listenerNames: $("listener-names"),
     };
-    this.meter = new LevelMeter($("mic-meter"));
-    this.nodes.toggle.addEventListener("click", () => {
-      if (this.state === "idle") this.start();
-      else if (this.state === "live") this.stop();
-    });
-    this.nodes.denoise.addEventListener("change", () => this.denoiseChanged());
-    const sendStrength = debounce(() => this.pushSettings({ atten_lim_db: this.strength() }), SETTINGS_DELAY_MS);
-    this.nodes.strength.addEventListener("input", () => {
-      this.nodes.strengthValue.textContent = strengthText(this.strength());
-      if (this.state === "live") sendStrength();
-    });
-    // Ask before leaving while live (the browser shows its own "leave site?" question)...
+    this.message = new MessageLine($("stream-message"));
+    this.timer = new LiveTimer($("timer"), clock);
+    const ring = $("level-ring");
+    this.meter = new LevelMeter($("mic-meter"), (level) => ring.style.setProperty("--level", level.toFixed(3)));
+    this.nodes.toggle.addEventListener("click", () => this.pressed());
+    // Ask before leaving while live (the browser shows its own "leave site?" question). A page
+    // that goes anyway does not stop the stream: a reload resumes it, and the server ends a
+    // stream whose page is gone once its grace period is over.
     window.addEventListener("beforeunload", (event) => {
-      if (this.state === "live") event.preventDefault();
-    });
-    // ...and if the page goes anyway, stop the stream even though the page is going away.
-    window.addEventListener("pagehide", () => {
-      if (this.state === "live" || this.state === "starting") beacon("/api/stream/stop/");
+      if (this.state === State.LIVE || this.state === State.RECONNECTING) event.preventDefault();
     });
   }
 
-  strength() {
-    return Number(this.nodes.strength.value);
+  // ----- the one place the state changes -----
+
+  setState(state, message) {
+    this.state = state;
+    if (message !== undefined) this.message.show(message, { error: state !== State.LIVE });
+    const look = LOOK[state];
+    renderToggle(this.nodes.toggle, { text: look.button, busy: Boolean(look.busy), stops: Boolean(look.stops) });
+    this.nodes.panel.dataset.state = state;
+    this.nodes.chip.textContent = look.chip;
+    this.nodes.line.textContent = look.line;
+    const onAir = [State.LIVE, State.RECONNECTING, State.STOPPING].includes(state);
+    if (!onAir && state !== State.ELSEWHERE) {
+      this.timer.stop();
+      this.setListeners(0, []);
+    }
   }
 
-  setMessage(text) {
-    this.nodes.message.textContent = text;
+  pressed() {
+    switch (this.state) {
+      case State.IDLE:
+      case State.ENDED:
+        this.start();
+        break;
+      case State.LIVE:
+      case State.RECONNECTING:
+      case State.ELSEWHERE:
+        this.stop();
+        break;
+      default:
+        break; // busy
+    }
   }
 
-  setListeners(count) {
+  setListeners(count, names) {
     this.nodes.listeners.textContent = String(count);
+    const shown = Array.isArray(names) ? names : [];
+    this.nodes.listenerNames.textContent = shown.length ? shown.join(", ") : count ? "" : "No one yet";
   }
 
-  render() {
-    const { toggle, badge, state, strength, denoise } = this.nodes;
-    const live = this.state === "live";
-    toggle.textContent = { idle: "Start streaming", starting: "Starting…", live: "Stop streaming", stopping: "Stopping…" }[this.state];
-    // aria-disabled rather than disabled: the button keeps keyboard focus while it is busy
-    toggle.setAttribute("aria-disabled", String(this.state === "starting" || this.state === "stopping"));
-    toggle.classList.toggle("danger", live);
-    toggle.classList.toggle("primary", !live);
-    badge.hidden = !live;
-    strength.disabled = !denoise.checked;
-    state.textContent = {
-      idle: "You are not live. Press Start streaming to go live to your friends.",
-      starting: "Connecting your microphone…",
-      live: "You are live. Your friends can listen now.",
-      stopping: "Ending your stream…",
-    }[this.state];
-  }
+  // ----- going live -----
 
   async start() {
-    this.setMessage("");
-    this.state = "starting";
-    this.render();
+    this.setState(State.STARTING, "");
     try {
-      this.mic = await openMicrophone();
-      this.meter.attach(this.mic);
+      await this.ensureMicrophone();
       const session = await this.startSession();
-      this.pc = await publish(this.mic, session.session_id, { onLost: () => this.lost() });
-      this.goLive(session.started_at);
+      await this.connect(session);
+      this.setState(State.LIVE);
+      this.announce("You are live.");
     } catch (err) {
-      await this.teardown(Boolean(this.sessionStarted));
-      this.setMessage(err.message || "Your stream could not be started. Try again.");
+      const elsewhere = Boolean(err.cause && err.cause.status === 409);
+      await this.release(Boolean(this.session));
+      this.forget();
+      this.setState(elsewhere ? State.ELSEWHERE : State.IDLE, err.message || "Your stream could not be started. Try again.");
     }
+  }
+
+  async ensureMicrophone() {
+    if (this.mic && this.mic.getAudioTracks().some((t) => t.readyState === "live")) return;
+    this.mic = await openMicrophone();
+    this.meter.attach(this.mic);
   }
 
   async startSession() {
     try {
-      const session = await api("/api/stream/start/", {
-        method: "POST",
-        body: { denoise: this.nodes.denoise.checked, atten_lim_db: this.strength() },
-      });
-      this.sessionStarted = true;
+      const session = await api("/api/stream/start/", { method: "POST", body: this.settings(), clock: this.clock });
+      this.remember(session);
       return session;
     } catch (err) {
       if (err.status === 409) {
-        throw new Error("You are already live from another tab or device. Stop that stream first, then try again.");
+        throw new Error("You are already live from another tab or device. Stop it here with the button, or from there.", { cause: err });
       }
       throw err;
     }
   }
 
-  goLive(startedAt) {
-    this.state = "live";
-    const parsed = Date.parse(startedAt);
-    this.startedAt = Number.isNaN(parsed) ? serverNow() : parsed;
-    this.tick();
-    this.timer = setInterval(() => this.tick(), 500);
-    this.render();
-    this.announce("You are live.");
+  remember(session) {
+    this.session = session;
+    sessionStorage.setItem(STORAGE_KEY, JSON.stringify(session));
   }
 
-  tick() {
-    this.nodes.timer.textContent = formatDuration((serverNow() - this.startedAt) / 1000);
+  forget() {
+    this.session = null;
+    sessionStorage.removeItem(STORAGE_KEY);
   }
+
+  /** Publish the microphone to `session`; the connection this page had is closed only once
+   * the new one works (while it is merely disconnected it may still heal). */
+  async connect(session) {
+    const pc = await publish(this.mic, session.session_id, {
+      onState: (state) => this.pc === pc && this.connectionChanged(state),
+      onLost: () => this.pc === pc && this.reconnectSoon(0),
+    });
+    if (this.pc) this.pc.close();
+    this.pc = pc;
+    const parsed = Date.parse(session.started_at);
+    this.timer.start(Number.isNaN(parsed) ? this.clock.now() : parsed);
+    this.retry.delay = RETRY_MIN_MS;
+    this.retry.since = 0;
+  }
+
+  // ----- staying live -----
+
+  connectionChanged(state) {
+    clearTimeout(this.healTimer);
+    if (state === "connected" && this.state === State.RECONNECTING) {
+      clearTimeout(this.retry.timer);
+      this.retry.since = 0;
+      this.setState(State.LIVE, "");
+      this.announce("Reconnected: you are live again.");
+    } else if (state === "disconnected" && this.state === State.LIVE) {
+      this.setState(State.RECONNECTING);
+      this.announce("Connection lost; reconnecting.");
+      this.reconnectSoon(HEAL_WAIT_MS);
+    }
+  }
+
+  reconnectSoon(delayMs) {
+    if (![State.LIVE, State.RECONNECTING].includes(this.state)) return;
+    if (this.state === State.LIVE) {
+      this.setState(State.RECONNECTING);
+      this.announce("Connection lost; reconnecting.");
+    }
+    if (!this.retry.since) this.retry.since = Date.now();
+    clearTimeout(this.retry.timer);
+    this.retry.timer = setTimeout(() => this.reconnect(), delayMs);
+  }
+
+  async reconnect() {
+    if (this.state !== State.RECONNECTING) return;
+    if (this.pc && this.pc.connectionState === "connected") {
+      this.setState(State.LIVE, "");
+      return;
+    }
+    try {
+      const note = await this.resumeOrRestart();
+      this.setState(State.LIVE, note);
+      this.announce(note || "Reconnected: you are live again.");
+    } catch (err) {
+      if (this.state !== State.RECONNECTING) return; // stopped meanwhile
+      if (Date.now() - this.retry.since > GIVE_UP_MS) {
+        await this.release(false);
+        this.setState(State.ENDED, "The server could not be reached for two minutes, so your stream stopped. Press Go live again when you are back online.");
+        return;
+      }
+      // 409: the server still holds the old connection, which may yet heal or time out
+      const why = err.status === 409 ? "waiting for the connection to come back." : err.message;
+      this.message.show(`Still reconnecting: ${why}`, { error: true });
+      this.retry.delay = Math.min(this.retry.delay * 2, RETRY_MAX_MS);
+      this.retry.timer = setTimeout(() => this.reconnect(), this.retry.delay);
+    }
+  }
+
+  /** The same session if the server still has it, else a new one (a new recording); resolves
+   * to what the user should be told ("" for a plain resume). */
+  async resumeOrRestart() {
+    try {
+      await this.connect(this.session);
+      return "";
+    } catch (err) {
+      if (err.status !== 404) throw err;
+    }
+    this.forget();
+    await this.connect(await this.startSession());
+    return "Your stream goes on as a new recording: the server had ended the old one while you were disconnected.";
+  }
+
+  /** On load: this tab was live before a reload? Take the stream back. Else show what is true. */
+  async resume(status) {
+    const saved = JSON.parse(sessionStorage.getItem(STORAGE_KEY) || "null");
+    if (!status.is_streaming) {
+      if (saved) this.forget();
+      this.setState(saved ? State.ENDED : State.IDLE, saved ? "Your stream ended while the page was away." : undefined);
+      return;
+    }
+    if (!saved) {
+      this.serverStatus(status); // live from another tab or device
+      return;
+    }
+    this.session = saved;
+    this.setState(State.STARTING);
+    try {
+      await this.ensureMicrophone();
+      await this.connect(saved);
+      this.setState(State.LIVE, "");
+      this.announce("You are live again.");
+    } catch (err) {
+      await this.release(false);
+      this.forget();
+      const words = { 404: "Your stream ended while the page reloaded.",
+        409: "The server still holds your stream from before the reload. Press Stop it here, or wait: it ends by itself." };
+      this.setState(err.status === 404 ? State.ENDED : State.ELSEWHERE, words[err.status] || err.message);
+    }
+  }
+
+  /** The server's word on my stream (presence socket or a status check). */
+  serverStatus({ is_streaming: streaming, started_at: startedAt }) {
+    if (streaming) {
+      if (this.state === State.IDLE || this.state === State.ENDED) this.setState(State.ELSEWHERE);
+      if (this.state === State.ELSEWHERE) {
+        const parsed = Date.parse(startedAt);
+        if (!Number.isNaN(parsed)) this.timer.start(parsed);
+      }
+      return;
+    }
+    if (this.state === State.ELSEWHERE) this.setState(State.IDLE, "");
+    else if (this.state === State.LIVE) {
+      this.release(false);
+      this.forget();
+      this.setState(State.ENDED, "Your stream was ended elsewhere (another tab, device, or the server).");
+    }
+  }
+
+  // ----- stopping -----
 
   async stop() {
-    this.state = "stopping";
-    this.render();
-    await this.teardown(true);
-    this.announce("Your stream has ended. It is saved in your recordings.");
+    const here = this.state !== State.ELSEWHERE;
+    this.setState(State.STOPPING);
+    const stopped = await this.release(true);
+    this.forget();
+    this.setState(here ? State.ENDED : State.IDLE, stopped ? "" : undefined);
+    this.announce(here ? "Your stream has ended. It is saved in your recordings." : "The stream in your other tab has ended.");
   }
 
-  /** The server's word on my stream: if it ended while this page thinks it is live, reset. */
-  serverStatus({ is_streaming: streaming }) {
-    if (streaming || this.state !== "live") return;
-    this.setMessage("The server ended your stream. Press Start streaming to go live again.");
-    this.teardown(false);
-  }
-
-  lost() {
-    if (this.state !== "live") return;
-    this.setMessage("The connection to the server was lost, so your stream stopped. Press Start streaming to go live again.");
-    this.teardown(true);
-  }
-
-  /** Tell the server to stop (if a session was started), then release everything. The order
-   * matters: the server ends the stream as "stopped" rather than as a dropped connection. */
-  async teardown(stopOnServer) {
-    clearInterval(this.timer);
-    if (stopOnServer && this.sessionStarted) {
+  /** Tell the server to stop (when asked), then release everything. The order matters: the
+   * server ends the stream as "stopped" rather than as a dropped connection. False when the
+   * server could not be told. */
+  async release(stopOnServer) {
+    clearTimeout(this.healTimer);
+    clearTimeout(this.retry.timer);
+    let told = true;
+    if (stopOnServer) {
       try {
         await api("/api/stream/stop/", { method: "POST" });
       } catch (err) {
-        this.setMessage(err.message);
+        told = false;
+        this.message.show(err.message, { error: true });
       }
     }
     if (this.pc) this.pc.close();
@@ -189,28 +317,20 @@ export class Broadcaster {
     this.meter.detach();
     this.pc = null;
     this.mic = null;
-    this.sessionStarted = false;
-    this.state = "idle";
-    this.nodes.timer.textContent = "00:00";
-    this.setListeners(0);
-    this.render();
+    return told;
   }
 
   // ----- live settings -----
 
-  denoiseChanged() {
-    this.render();
-    if (this.state === "live") this.pushSettings({ denoise: this.nodes.denoise.checked });
-  }
-
+  /** Apply noise settings to the running stream (nothing to do when not live here). */
   async pushSettings(change) {
+    if (this.state !== State.LIVE && this.state !== State.RECONNECTING) return true;
     try {
       await api("/api/stream/settings/", { method: "PATCH", body: change });
-      if ("denoise" in change) this.announce(change.denoise ? "Noise removal on." : "Noise removal off.");
+      return true;
     } catch (err) {
-      if ("denoise" in change) this.nodes.denoise.checked = !change.denoise;
-      this.render();
-      this.setMessage(`Your change was not applied: ${err.message}`);
+      this.message.show(`Your change was not applied to the live stream: ${err.message}`, { error: true });
+      return false;
     }
   }
 }

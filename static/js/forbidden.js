@@ -1,23 +1,27 @@
 // The "not friends" page: send a friend request from where the visitor already is.
 
 import { api } from "./api.js";
+import { $ } from "./ui.js";
 
-const button = document.getElementById("send-request");
-const message = document.getElementById("request-message");
-
-button.addEventListener("click", async () => {
-  button.disabled = true;
-  try {
-    const result = await api("/api/friend-request/", { method: "POST", body: { username: button.dataset.username } });
-    if (result && result.status === "accepted") {
-      message.textContent = "You are friends now. Reloading…";
-      location.reload();
-      return;
+function forbiddenPage() {
+  const button = $("send-request");
+  const message = $("request-message");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const result = await api("/api/friend-request/", { method: "POST", body: { username: button.dataset.username } });
+      if (result && result.status === "accepted") {
+        message.textContent = "You are friends now. Reloading…";
+        location.reload();
+        return;
+      }
+      message.textContent = `Friend request sent. You can listen once ${button.dataset.username} accepts it.`;
+    } catch (err) {
+      message.textContent = err.message;
+      message.classList.add("error");
+      button.disabled = false;
     }
-    message.textContent = `Friend request sent. You can listen once ${button.dataset.username} accepts it.`;
-  } catch (err) {
-    message.textContent = err.message;
-    message.classList.add("error");
-    button.disabled = false;
-  }
-});
+  });
+}
+
+forbiddenPage();

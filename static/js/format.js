@@ -1,13 +1,11 @@
-// Small formatting helpers shared by the pages.
+// Formatting of dates, sizes and durations in plain words.
 
 /** 75 -> "01:15"; 3725 -> "1:02:05". */
 export function formatDuration(totalSeconds) {
   const s = Math.max(0, Math.floor(Number(totalSeconds) || 0));
   const hours = Math.floor(s / 3600);
-  const minutes = Math.floor((s % 3600) / 60);
-  const seconds = s % 60;
-  const mm = String(minutes).padStart(2, "0");
-  const ss = String(seconds).padStart(2, "0");
+  const mm = String(Math.floor((s % 3600) / 60)).padStart(2, "0");
+  const ss = String(s % 60).padStart(2, "0");
   return hours > 0 ? `${hours}:${mm}:${ss}` : `${mm}:${ss}`;
 }
 
@@ -24,25 +22,18 @@ export function formatBytes(bytes) {
   return `${(n / (1024 * 1024)).toFixed(1)} MB`;
 }
 
-/** Build an element: el("li", {class: "x", text: "hi"}, child...). */
-export function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "text") node.textContent = value;
-    else if (key === "class") node.className = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? "" : value);
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
+const STEPS = [
+  ["year", 365 * 86400], ["month", 30 * 86400], ["week", 7 * 86400], ["day", 86400],
+  ["hour", 3600], ["minute", 60],
+];
 
-/** Call fn at most once per `ms` of quiet. */
-export function debounce(fn, ms) {
-  let timer = 0;
-  return (...args) => {
-    clearTimeout(timer);
-    timer = setTimeout(() => fn(...args), ms);
-  };
+/** An instant (ms) as "3 hours ago" / "yesterday" / "just now", against `now` (ms). */
+export function formatAgo(when, now) {
+  const seconds = (now - when) / 1000;
+  if (seconds < 60) return "just now";
+  const words = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  for (const [unit, size] of STEPS) {
+    if (seconds >= size) return words.format(-Math.floor(seconds / size), unit);
+  }
+  return "just now";
 }

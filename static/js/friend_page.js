@@ -1,196 +1,132 @@
 // Friend page: the friend's live status (ws/stream/<username>/), listening, and recordings.
+// On your own page it speaks to you ("you"), shows no listening controls, and lets you manage
+// your recordings. Everything the page holds lives in the FriendPage made at the bottom.
 
-import { api, serverNow } from "./api.js";
-import { formatDuration } from "./format.js";
-import { LevelMeter } from "./meter.js";
+import { ServerClock, api } from "./api.js";
+import { formatAgo } from "./format.js";
+import { Listener } from "./listener.js";
+import { describe, removesNoise } from "./noise.js";
 import { LiveSocket } from "./presence.js";
 import { RecordingList } from "./recordings.js";
-import { subscribe } from "./webrtc_client.js";
+import { $, Announcer, LiveTimer, MessageLine } from "./ui.js";
 
-const username = JSON.parse(document.getElementById("friend-username").textContent);
-const $ = (id) => document.getElementById(id);
-const nodes = {
-  badge: $("live-badge"), liveFor: $("live-for"), timer: $("live-timer"), state: $("live-state"),
-  toggle: $("listen-toggle"), volume: $("volume"), volumeValue: $("volume-value"), audio: $("live-audio"),
-  indicator: $("denoise-indicator"), listeners: $("listener-count"), message: $("listen-message"),
-  announcer: $("announcer"),
-};
-const meter = nodes.toggle ? new LevelMeter($("heard-meter")) : null;
-const recordings = new RecordingList(username);
-const live = { streaming: null, startedAt: 0, timer: 0 };
-const listener = { state: "idle", pc: null }; // idle | connecting | listening
+class FriendPage {
+  constructor() {
+    this.username = JSON.parse($("friend-username").textContent);
+    this.isSelf = JSON.parse($("is-self").textContent);
+    this.statusUrl = `/api/stream/status/${encodeURIComponent(this.username)}/`;
+    this.nodes = {
+      section: $("friend-live"), badge: $("live-badge"), liveFor: $("live-for"), state: $("live-state"),
+      panel: $("listen-panel"), indicator: $("denoise-indicator"), listeners: $("listener-count"),
+    };
+    this.clock = new ServerClock();
+    this.announcer = new Announcer($("announcer"));
+    this.message = new MessageLine($("listen-message"));
+    this.timer = new LiveTimer($("live-timer"), this.clock);
+    this.streaming = null; // unknown until the server says
+    this.lastLive = 0; // when the latest finished recording ended (ms), 0 if none
+    this.endedHere = false; // the stream ended while this page was open
+    const announce = (text) => this.announcer.say(text);
+    this.listener = this.isSelf ? null : new Listener({ username: this.username, announce, message: this.message });
+    this.recordings = new RecordingList({
+      username: this.username, isSelf: this.isSelf, announce,
+      onLoaded: (lastEnded) => this.learnLastLive(lastEnded),
+    });
+  }
 
-function announce(text) {
-  nodes.announcer.textContent = "";
-  setTimeout(() => (nodes.announcer.textContent = text), 50);
-}
+  start() {
+    // Being on a friend's page still counts as online: keep a presence socket open too.
+    new LiveSocket("/ws/presence/", { onMessage: () => {} }).start();
+    api(this.statusUrl, { clock: this.clock }).then((s) => this.applyStatus(s), (err) => this.message.show(err.message, { error: true }));
+    this.recordings.load();
+    new LiveSocket(`/ws/stream/${encodeURIComponent(this.username)}/`, {
+      onMessage: (msg) => this.onMessage(msg),
+      pollUrl: this.statusUrl,
+      onPoll: (s) => this.applyStatus(s),
+      onFinalClose: (code) => this.refused(code),
+    }).start();
+  }
 
-function setMessage(text) {
-  nodes.message.textContent = text;
-}
-
-// ----- the friend's stream -----
-
-function tick() {
-  nodes.timer.textContent = formatDuration((serverNow() - live.startedAt) / 1000);
-}
-
-function showSettings({ denoise, atten_lim_db: limit }) {
-  if (denoise === undefined) return;
-  nodes.indicator.dataset.denoise = denoise ? "on" : "off";
-  const strength = limit === undefined || limit >= 100 ? "full strength" : `up to ${Math.round(limit)} dB`;
-  nodes.indicator.textContent = denoise ? `✓ On (${strength})` : "✗ Off: you hear the unprocessed microphone";
-}
-
-function applyStatus(status) {
-  const streaming = Boolean(status.is_streaming);
-  if (status.listeners !== undefined) nodes.listeners.textContent = String(status.listeners);
-  showSettings(status);
-  const parsed = Date.parse(status.started_at);
-  if (streaming && !Number.isNaN(parsed)) live.startedAt = parsed;
-  if (streaming === live.streaming) return;
-  const first = live.streaming === null;
-  live.streaming = streaming;
-  clearInterval(live.timer);
-  nodes.badge.hidden = !streaming;
-  nodes.liveFor.hidden = !streaming;
-  if (streaming) {
-    if (!live.startedAt) live.startedAt = serverNow();
-    tick();
-    live.timer = setInterval(tick, 500);
-    nodes.state.textContent = `${username} is live now.`;
-    if (!first) {
-      announce(`${username} is live now.`);
-      recordings.load();
-    }
-  } else {
-    live.startedAt = 0;
-    nodes.listeners.textContent = "0";
-    nodes.indicator.dataset.denoise = "unknown";
-    nodes.indicator.textContent = "Not live";
-    nodes.state.textContent = first
-      ? `${username} is not live right now. This page updates by itself when they go live.`
-      : `${username}'s stream has ended. The recording appears below.`;
-    if (!first) {
-      announce(`${username}'s stream has ended.`);
-      stopListening();
-      recordings.refreshUntilFinished();
+  onMessage(msg) {
+    switch (msg.type) {
+      case "streaming_status":
+      case "stream_state":
+        this.applyStatus(msg);
+        break;
+      case "listeners":
+        this.showListeners(msg.count);
+        break;
+      case "settings":
+        this.showSettings(msg);
+        break;
+      default:
+        break;
     }
   }
-  renderListener();
-}
 
-function onMessage(msg) {
-  switch (msg.type) {
-    case "streaming_status":
-    case "stream_state":
-      applyStatus(msg);
-      break;
-    case "listeners":
-      nodes.listeners.textContent = String(msg.count);
-      break;
-    case "settings":
-      showSettings(msg);
-      break;
-    default:
-      break;
+  showListeners(count) {
+    if (this.nodes.listeners) this.nodes.listeners.textContent = String(count ?? 0);
+  }
+
+  /** What the listener hears, in words; null settings (not live) describe nothing. */
+  showSettings({ denoise, atten_lim_db: limit }) {
+    const words = describe(denoise, limit);
+    if (!this.nodes.indicator || words === null) return;
+    this.nodes.indicator.dataset.denoise = removesNoise(denoise, limit) ? "on" : "off";
+    this.nodes.indicator.textContent = words;
+  }
+
+  applyStatus(status) {
+    const streaming = Boolean(status.is_streaming);
+    if (status.listeners != null) this.showListeners(status.listeners);
+    this.showSettings(status);
+    const parsed = Date.parse(status.started_at);
+    if (streaming) this.timer.start(Number.isNaN(parsed) ? this.timer.startedAt || this.clock.now() : parsed);
+    if (streaming === this.streaming) return;
+    const first = this.streaming === null;
+    this.streaming = streaming;
+    this.nodes.section.dataset.live = String(streaming);
+    this.nodes.badge.hidden = !streaming;
+    this.nodes.liveFor.hidden = !streaming;
+    if (this.nodes.panel) this.nodes.panel.hidden = !streaming;
+    if (!streaming) this.timer.stop();
+    this.endedHere = !streaming && !first;
+    this.renderState();
+    if (!first) {
+      const who = this.isSelf ? "Your" : `${this.username}'s`;
+      this.announcer.say(streaming ? `${this.isSelf ? "You are" : `${this.username} is`} live now.` : `${who} stream has ended.`);
+      if (streaming) this.recordings.load();
+      else this.recordings.refreshUntilFinished();
+    }
+    if (this.listener) this.listener.friendChanged(streaming);
+  }
+
+  renderState() {
+    const self = this.isSelf;
+    const name = this.username;
+    let text;
+    if (this.streaming) text = self ? "You are live now." : `${name} is live now.`;
+    else if (this.endedHere) text = self ? "Your stream has ended. The recording appears below." : `${name}'s stream has ended. The recording appears below.`;
+    else {
+      const last = this.lastLive ? ` Last live ${formatAgo(this.lastLive, this.clock.now())}.` : "";
+      text = self ? `You are not live.${last}` : `${name} is not live right now.${last} This page updates by itself when ${name} goes live.`;
+    }
+    this.nodes.state.textContent = text;
+  }
+
+  learnLastLive(lastEnded) {
+    this.lastLive = lastEnded;
+    if (this.streaming === false) this.renderState();
+  }
+
+  refused(code) {
+    if (this.listener) this.listener.stop();
+    this.nodes.badge.hidden = true;
+    if (this.nodes.panel) this.nodes.panel.hidden = true;
+    this.nodes.state.textContent = code === 4403
+      ? `You and ${this.username} are not friends any more, so this page no longer updates.`
+      : "This page stopped updating. Reload it to try again.";
   }
 }
 
-// ----- listening -----
-
-function renderListener() {
-  if (!nodes.toggle) return;
-  const words = { idle: "Start listening", connecting: "Connecting…", listening: "Stop listening" };
-  nodes.toggle.textContent = words[listener.state];
-  nodes.toggle.disabled = listener.state === "idle" && !live.streaming;
-  // busy, not disabled: keyboard focus stays on the button while it connects
-  nodes.toggle.setAttribute("aria-disabled", String(listener.state === "connecting"));
-  nodes.toggle.classList.toggle("danger", listener.state === "listening");
-  nodes.toggle.classList.toggle("primary", listener.state !== "listening");
-}
-
-function listenError(err) {
-  switch (err.status) {
-    case 403:
-      return `You can only listen to friends, and you and ${username} are not friends any more.`;
-    case 404:
-      return `${username} is not live any more.`;
-    case 503:
-      return `${username}'s stream has as many listeners as it can take. Try again in a minute.`;
-    default:
-      return err.message || "Listening could not start. Try again.";
-  }
-}
-
-async function startListening() {
-  setMessage("");
-  listener.state = "connecting";
-  renderListener();
-  try {
-    const { pc, stream } = await subscribe(username, { onLost: lost });
-    listener.pc = pc;
-    // Chromium feeds Web Audio from a remote WebRTC stream only while a media element plays it.
-    nodes.audio.srcObject = stream;
-    nodes.audio.volume = Number(nodes.volume.value) / 100;
-    await nodes.audio.play();
-    meter.attach(stream);
-    listener.state = "listening";
-    announce(`Listening to ${username}.`);
-  } catch (err) {
-    stopListening();
-    setMessage(listenError(err));
-  }
-  renderListener();
-}
-
-function stopListening() {
-  if (listener.pc) listener.pc.close();
-  listener.pc = null;
-  nodes.audio.srcObject = null;
-  if (meter) meter.detach();
-  listener.state = "idle";
-  renderListener();
-}
-
-function lost() {
-  if (listener.state !== "listening") return;
-  stopListening();
-  if (live.streaming) setMessage("The connection was lost. Press Start listening to reconnect.");
-}
-
-if (nodes.toggle) {
-  nodes.toggle.addEventListener("click", () => {
-    if (listener.state === "idle") startListening();
-    else if (listener.state === "listening") stopListening();
-  });
-  nodes.volume.addEventListener("input", () => {
-    nodes.audio.volume = Number(nodes.volume.value) / 100;
-    nodes.volumeValue.textContent = `${nodes.volume.value}%`;
-  });
-}
-
-// ----- start-up -----
-
-// Being on a friend's page still counts as online: keep a presence socket open too.
-new LiveSocket("/ws/presence/", { onMessage: () => {} }).start();
-
-const statusUrl = `/api/stream/status/${encodeURIComponent(username)}/`;
-api(statusUrl)
-  .then(applyStatus)
-  .catch((err) => setMessage(err.message));
-recordings.load();
-new LiveSocket(`/ws/stream/${encodeURIComponent(username)}/`, {
-  onMessage,
-  pollUrl: statusUrl,
-  onPoll: applyStatus,
-  onFinalClose: (code) => {
-    stopListening();
-    nodes.badge.hidden = true;
-    if (nodes.toggle) nodes.toggle.disabled = true;
-    nodes.state.textContent =
-      code === 4403
-        ? `You and ${username} are not friends any more, so this page no longer updates.`
-        : "This page stopped updating. Reload it to try again.";
-  },
-}).start();
+new FriendPage().start();

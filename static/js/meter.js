@@ -1,23 +1,19 @@
-// An input level meter: Web Audio AnalyserNode -> a bar with role="meter".
+// A level meter: Web Audio AnalyserNode -> a bar with role="meter" (and an optional callback,
+// for the on-air ring). Each meter owns its AudioContext, created on first attach (call it from
+// a click so the browser lets it run).
 
 const FLOOR_DB = -60;
 const ARIA_EVERY_MS = 250;
 const FRAME_MS = 40;
 
-let sharedContext = null;
-
-/** One AudioContext per page, created on first use (call it from a click so it may run). */
-export function audioContext() {
-  if (!sharedContext || sharedContext.state === "closed") sharedContext = new AudioContext();
-  if (sharedContext.state === "suspended") sharedContext.resume();
-  return sharedContext;
-}
-
 export class LevelMeter {
-  /** @param {HTMLElement} element  a `.meter` with a `.meter-fill` child and role="meter" */
-  constructor(element) {
+  /** @param {HTMLElement} element  a `.meter` with a `.meter-fill` child and role="meter"
+   *  @param {(level: number) => void} [onLevel]  0..1, about 25 times a second */
+  constructor(element, onLevel = () => {}) {
     this.element = element;
+    this.onLevel = onLevel;
     this.fill = element.querySelector(".meter-fill");
+    this.context = null;
     this.source = null;
     this.analyser = null;
     this.frame = 0;
@@ -26,9 +22,15 @@ export class LevelMeter {
     this.buffer = null;
   }
 
+  audioContext() {
+    if (!this.context || this.context.state === "closed") this.context = new AudioContext();
+    if (this.context.state === "suspended") this.context.resume();
+    return this.context;
+  }
+
   attach(stream) {
     this.detach();
-    const ctx = audioContext();
+    const ctx = this.audioContext();
     this.source = ctx.createMediaStreamSource(stream);
     this.analyser = ctx.createAnalyser();
     this.analyser.fftSize = 2048;
@@ -69,6 +71,7 @@ export class LevelMeter {
 
   render(level) {
     this.fill.style.clipPath = `inset(0 ${(100 - level * 100).toFixed(1)}% 0 0)`;
+    this.onLevel(level);
     const now = performance.now();
     if (level === 0 || now - this.lastAria > ARIA_EVERY_MS) {
       this.lastAria = now;

@@ -1,7 +1,7 @@
 // The main page's left column: friends with live status, search, and friend requests.
 
 import { api } from "./api.js";
-import { debounce, el } from "./format.js";
+import { MessageLine, debounce, el } from "./ui.js";
 
 const SEARCH_DELAY_MS = 250;
 const MESSAGE_MS = 8000;
@@ -21,9 +21,10 @@ function byLiveThenName(a, b) {
 }
 
 export class Sidebar {
-  /** @param {{announce: (text: string) => void}} hooks */
-  constructor({ announce }) {
+  /** @param {{announce: (text: string) => void, notify: (text: string, url: string) => void}} hooks */
+  constructor({ announce, notify }) {
     this.announce = announce;
+    this.notify = notify;
     this.friends = new Map();
     this.incoming = [];
     this.outgoing = [];
@@ -41,7 +42,7 @@ export class Sidebar {
       message: document.getElementById("sidebar-message"),
     };
     this.searchAbort = null;
-    this.messageTimer = 0;
+    this.message = new MessageLine(this.nodes.message, { fadeMs: MESSAGE_MS });
     const runSearch = debounce(() => this.search(), SEARCH_DELAY_MS);
     this.nodes.search.addEventListener("input", runSearch);
   }
@@ -65,7 +66,10 @@ export class Sidebar {
         break;
       case "streaming_status":
         if (!friend) break;
-        if (msg.is_streaming && !friend.is_streaming) this.announce(`${msg.username} is live now.`);
+        if (msg.is_streaming && !friend.is_streaming) {
+          this.announce(`${msg.username} is live now.`);
+          this.notify(`${msg.username} is live now`, friendUrl(msg.username));
+        }
         if (!msg.is_streaming && friend.is_streaming) this.announce(`${msg.username} stopped streaming.`);
         Object.assign(friend, { is_streaming: Boolean(msg.is_streaming), started_at: msg.started_at });
         if (msg.is_streaming) friend.is_online = true;
@@ -98,11 +102,7 @@ export class Sidebar {
   }
 
   setMessage(text, isError = false) {
-    clearTimeout(this.messageTimer);
-    this.nodes.message.textContent = text;
-    this.nodes.message.classList.toggle("error", isError);
-    // Confirmations fade after a while; errors stay until the next action.
-    if (text && !isError) this.messageTimer = setTimeout(() => this.setMessage(""), MESSAGE_MS);
+    this.message.show(text, { error: isError });
   }
 
   // ----- rendering -----
@@ -217,13 +217,13 @@ export class Sidebar {
         break;
       case "request_sent":
         action = el("button", { type: "button", class: "small-button", "aria-disabled": "true", "data-role": "requested",
-          text: "Requested", "aria-label": `Friend request to ${name} sent` });
+          text: "Requested", "aria-label": `Requested: friend request to ${name} sent` });
         break;
       case "request_received":
         action = this.button("Accept", `Accept ${name}'s friend request`, "accept", () => this.acceptFrom(name), "primary");
         break;
       default:
-        action = this.button("Add", `Send a friend request to ${name}`, "add", () => this.add(name), "primary");
+        action = this.button("Add", `Add ${name} as a friend`, "add", () => this.add(name), "primary");
     }
     return el("li", { class: "person", "data-username": name }, el("span", { class: "name", text: name }), action);
   }

@@ -77,10 +77,14 @@ function connected(pc) {
   });
 }
 
-/** Call onLost once if an established connection fails or closes. */
-function watch(pc, onLost) {
+/**
+ * Report an established connection's changes: onState(state) for every connectionState after
+ * "connected" (a "disconnected" may heal by itself), onLost() once when it fails or closes.
+ */
+function watch(pc, { onLost = () => {}, onState = () => {} }) {
   let reported = false;
   pc.addEventListener("connectionstatechange", () => {
+    onState(pc.connectionState);
     if (reported || !["failed", "closed"].includes(pc.connectionState)) return;
     reported = true;
     onLost();
@@ -98,8 +102,9 @@ async function negotiate(pc, url, extra) {
   await connected(pc);
 }
 
-/** Send `stream` (the microphone) for live session `sessionId`. Returns the open connection. */
-export async function publish(stream, sessionId, { onLost }) {
+/** Send `stream` (the microphone) for live session `sessionId`. Returns the open connection.
+ * hooks: {onLost, onState} (see watch). */
+export async function publish(stream, sessionId, hooks) {
   const pc = new RTCPeerConnection({ iceServers: await freshIceServers() });
   try {
     for (const track of stream.getAudioTracks()) pc.addTrack(track, stream);
@@ -108,12 +113,12 @@ export async function publish(stream, sessionId, { onLost }) {
     pc.close();
     throw err;
   }
-  watch(pc, onLost);
+  watch(pc, hooks);
   return pc;
 }
 
 /** Receive `username`'s live stream. Resolves to {pc, stream} once audio flows. */
-export async function subscribe(username, { onLost }) {
+export async function subscribe(username, hooks) {
   const pc = new RTCPeerConnection({ iceServers: await freshIceServers() });
   const received = new Promise((resolve) => {
     pc.addEventListener("track", (event) => resolve(event.streams[0] || new MediaStream([event.track])));
@@ -125,6 +130,6 @@ export async function subscribe(username, { onLost }) {
     pc.close();
     throw err;
   }
-  watch(pc, onLost);
+  watch(pc, hooks);
   return { pc, stream: await received };
 }

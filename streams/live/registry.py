@@ -23,9 +23,9 @@ from django.db import DatabaseError
 
 from denoise.engine import ATTEN_LIM_MAX_DB
 from denoise.pool import ProcessorPool
+from fc25_denoise.errors import BadRequest, Conflict, DomainError, Forbidden, NotFound, Unavailable
 from fc25_denoise.ice import ice_servers_for
 from streams.events import StreamEvents
-from streams.exceptions import BadRequest, Conflict, Forbidden, NotFound, StreamError, Unavailable
 from streams.live import state as live_state
 from streams.live.fanout import silence_packet
 from streams.live.metrics import Metrics
@@ -251,7 +251,8 @@ class StreamRegistry:
 
     # -- media and controls ----------------------------------------------------------------------
 
-    async def accept_offer(self, user: User, session_id: object, offer: Offer) -> RTCSessionDescription:
+    def broadcast_session(self, user: User, session_id: object) -> LiveSession:
+        """The user's own session with that id (the API checks it before reading the SDP)."""
         if not isinstance(session_id, str) or not session_id:
             raise BadRequest('"session_id" must be the id returned by /api/stream/start/.')
         session = self._by_id.get(session_id)
@@ -259,9 +260,13 @@ class StreamRegistry:
             raise NotFound("No live session with that id (it may have ended).")
         if session.user_id != user.pk:
             raise Forbidden("That session belongs to someone else.")
-        return await session.accept_broadcast(offer)
+        return session
 
-    async def listen(self, listener: User, username: str, offer: Offer) -> RTCSessionDescription:
+    async def accept_offer(self, user: User, session_id: object, offer: Offer) -> RTCSessionDescription:
+        return await self.broadcast_session(user, session_id).accept_broadcast(offer)
+
+    async def listen_session(self, listener: User, username: str) -> LiveSession:
+        """The live session `listener` may listen to (the API checks it before reading the SDP)."""
         owner = await database_sync_to_async(live_state.visible_owner)(listener, username, friends_only=True)
         session = self._sessions.get(owner.pk)
         if session is None or session in self._ending:
@@ -270,16 +275,24 @@ class StreamRegistry:
                     f"{owner.username}'s stream is served by another server process; reload to retry."
                 )
             raise NotFound(f"{owner.username} is not live.")
-        return await session.add_listener(offer)
+        return session
+
+    async def listen(self, listener: User, username: str, offer: Offer) -> RTCSessionDescription:
+        return await (await self.listen_session(listener, username)).add_listener(offer)
+
+    async def own_session(self, user: User, verb: str = "change") -> LiveSession:
+        """The user's live session on this process; NotFound (or Conflict if elsewhere) otherwise."""
+        session = self._sessions.get(user.pk)
+        if session is None or session in self._ending:
+            await self._refuse_if_live_elsewhere(user, verb)
+            raise NotFound("You are not live.")
+        return session
 
     async def update_settings(self, user: User, *, denoise: object, atten_lim_db: object) -> LiveSession:
         enabled, atten = live_state.validate_settings(denoise, atten_lim_db)
         if enabled is None and atten is None:
             raise BadRequest('Give "denoise" and/or "atten_lim_db".')
-        session = self._sessions.get(user.pk)
-        if session is None or session in self._ending:
-            await self._refuse_if_live_elsewhere(user, "change")
-            raise NotFound("You are not live.")
+        session = await self.own_session(user)
         session.apply_settings(denoise=enabled, atten_lim_db=atten)
         await self._notify(
             self.events.settings_changed(user.pk, denoise=session.denoise, atten_lim_db=session.atten_lim_db)
@@ -292,7 +305,7 @@ class StreamRegistry:
         """Report to presence; its failure must not undo or block the live path."""
         try:
             await call
-        except (*PRESENCE_ERRORS, StreamError) as exc:
+        except (*PRESENCE_ERRORS, DomainError) as exc:
             log.warning("Presence was not told about a stream change: %s", exc)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

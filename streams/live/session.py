@@ -23,7 +23,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from denoise.engine import DeepFilterNet3
 from denoise.pool import AudioProcessor
-from streams.exceptions import Conflict, Unavailable
+from fc25_denoise.errors import Conflict, Unavailable
 from streams.live.fanout import Hub
 from streams.live.metrics import Metrics
 from streams.live.pipeline import AudioPipeline, detached

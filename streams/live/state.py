@@ -12,7 +12,7 @@ from typing import Any
 
 from denoise.engine import validate_atten_lim
 from denoise.exceptions import InvalidSettingError
-from streams.exceptions import BadRequest, Forbidden
+from fc25_denoise.errors import BadRequest, Forbidden
 from streams.models import Recording
 from streams.recordings import service as recordings
 from users.friendships import are_friends

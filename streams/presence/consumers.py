@@ -40,9 +40,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from redis.exceptions import RedisError
 
+from fc25_denoise.errors import NotFound
 from streams.presence.publisher import stream_group, user_group
 from streams.presence.service import STORE_ERRORS, Presence
-from users.exceptions import NotFound
 from users.friendships import are_friends, find_user
 
 log = logging.getLogger(__name__)

@@ -17,22 +17,23 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.signals import post_delete
 from django.utils import timezone
 
-from streams.exceptions import Conflict, Forbidden, NotFound, Unavailable
+from fc25_denoise.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable
 from streams.models import Recording
 from streams.recordings import peaks
 from streams.recordings.recorder import Recorder
 from streams.recordings.wav_file import RecordingStats, WavError, repair_wav
-from users import exceptions as user_errors
 from users.friendships import are_friends, find_user
 from users.models import User
 
 log = logging.getLogger(__name__)
 
 RECORDINGS_DIR = "recordings"
+TITLE_MAX = 100
+PAGE_MAX = 100
 _MAX_ID = 2**63 - 1  # bigint primary keys; larger numbers would overflow the database driver
 
 
@@ -159,10 +160,7 @@ def recover_unfinished(
 
 
 def find_owner(username: str) -> User:
-    try:
-        return find_user(username)
-    except user_errors.NotFound as exc:
-        raise NotFound(f"No user named {username!r}.") from exc
+    return find_user(username)
 
 
 def recordings_visible_to(viewer: User, owner: User) -> QuerySet[Recording]:
@@ -170,6 +168,50 @@ def recordings_visible_to(viewer: User, owner: User) -> QuerySet[Recording]:
     if viewer.pk != owner.pk and not are_friends(viewer, owner):
         raise Forbidden(f"Only {owner.username}'s friends can see their recordings.")
     return Recording.objects.filter(owner=owner).order_by("-started_at", "-id")
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Recording]
+    total: int  # recordings that pass the filter (all pages)
+    short: int  # finished recordings left out for being shorter than min_s
+    next_offset: int | None
+
+
+def page_of(rows: QuerySet[Recording], *, limit: int, offset: int, min_s: float) -> Page:
+    """One page of `rows` (newest first) without the finished ones shorter than `min_s`; a
+    running recording is never left out (its duration is 0 until it ends)."""
+    short = Q(finished=True, duration_s__lt=min_s)
+    kept = rows.exclude(short)
+    total = kept.count()
+    page = list(kept[offset : offset + limit])
+    more = offset + len(page) < total
+    return Page(page, total, rows.filter(short).count(), offset + len(page) if more else None)
+
+
+def file_sizes(rec: Recording) -> tuple[int, int]:
+    """Bytes on disk of the denoised and the raw file (0 when missing): each download's size."""
+    sizes = []
+    for relative in (rec.audio_path, rec.raw_path):
+        path = _safe_path(relative) if relative else None
+        try:
+            sizes.append(path.stat().st_size if path else 0)
+        except OSError:
+            sizes.append(0)
+    return sizes[0], sizes[1]
+
+
+def rename_recording(user: User, recording_id: int, title: object) -> Recording:
+    """Owner only; "" resets the title (the page shows the date). BadRequest for a bad title."""
+    _check_id(recording_id)
+    if not isinstance(title, str):
+        raise BadRequest('"title" must be a string.')
+    title = " ".join(title.split())  # no newlines or tabs: a title is one line
+    if len(title) > TITLE_MAX:
+        raise BadRequest(f"A title can be at most {TITLE_MAX} characters.")
+    if not Recording.objects.filter(pk=recording_id, owner=user).update(title=title):
+        raise NotFound(f"No recording with id {recording_id}.")
+    return Recording.objects.get(pk=recording_id)
 
 
 def recording_file(viewer: User, recording_id: int, *, raw: bool) -> RecordingFile:

@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 from aiortc import RTCIceServer
 
-from streams.exceptions import Unavailable
+from fc25_denoise.errors import Unavailable
 from streams.live.fanout import silence_packet
 from streams.live.metrics import Metrics
 from streams.live.pipeline import INBOX_FRAMES

@@ -20,11 +20,14 @@ from users.models import User
 Befriend = Callable[[User, User], None]
 
 
-def make_recording(owner: User, samples: np.ndarray, *, finish: bool = True) -> Recording:
-    """A recording of `samples` (int16 mono) made as a live session makes one."""
-    rec = recordings.create_recording(owner, denoise=True, atten_lim_db=100.0, record_raw=False)
+def make_recording(
+    owner: User, samples: np.ndarray, *, finish: bool = True, raw: np.ndarray | None = None
+) -> Recording:
+    """A recording of `samples` (int16 mono; the original `raw` too if given) made as a live
+    session makes one."""
+    rec = recordings.create_recording(owner, denoise=True, atten_lim_db=100.0, record_raw=raw is not None)
     recorder = recordings.open_recorder(rec)
-    recorder.write(samples)
+    recorder.write(samples, *(() if raw is None else (raw,)))
     stats = recorder.close()
     return recordings.finalize_recording(rec.pk, stats) if finish else rec
 
@@ -129,3 +132,18 @@ def test_deleting_a_recording_removes_its_cached_peaks(
         recordings.delete_recording(alice, rec.pk)
 
     assert [p for p in media_root.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_original_has_a_waveform_of_its_own(alice: User, media_root: Path) -> None:
+    """The page draws the version being played: /raw/peaks/ is the original file's picture."""
+    loud = loud_then_quiet()
+    rec = await sync_to_async(make_recording)(alice, loud // 4, raw=loud)  # denoised: a quarter as loud
+    client = await client_of(alice)
+    denoised = (await client.get(f"/api/recordings/{rec.pk}/peaks/")).json()["peaks"]
+    original = (await client.get(f"/api/recordings/{rec.pk}/raw/peaks/")).json()["peaks"]
+    assert original[:2] == [-0.5, 0.5]
+    assert denoised[:2] == [-0.125, 0.125]
+    no_raw = await sync_to_async(make_recording)(alice, loud)
+    response = await client.get(f"/api/recordings/{no_raw.pk}/raw/peaks/")
+    assert (response.status_code, set(response.json())) == (404, {"error"})

@@ -12,8 +12,7 @@ import pytest
 import soundfile as sf
 from asgiref.sync import sync_to_async
 from django.http import HttpResponseBase
-from django.test import AsyncClient
-from rest_framework.test import APIClient
+from django.test import AsyncClient, Client
 
 from streams.models import Recording
 from streams.recordings import service as recordings
@@ -23,7 +22,7 @@ from testing.samples import FRAME, FakeClock, ramp
 from users.models import User
 
 Befriend = Callable[[User, User], None]
-ClientFor = Callable[[User], APIClient]
+ClientFor = Callable[[User], Client]
 
 
 def make_recording(owner: User, *, frames: int = 10, raw: bool = True, finish: bool = True) -> Recording:
@@ -57,11 +56,15 @@ def test_owner_sees_own_recordings_newest_first_running_one_included(
     assert response.status_code == 200
     body = response.json()
     assert [item["id"] for item in body] == [running.pk, newer.pk, older.pk]
+    audio_bytes = (media_root / older.audio_path).stat().st_size
     assert body[2] == {
         "id": older.pk,
+        "title": "",
         "started_at": older.started_at.isoformat().replace("+00:00", "Z"),
         "duration_s": 1.0,
         "size_bytes": older.size_bytes,
+        "audio_bytes": audio_bytes,
+        "raw_bytes": (media_root / older.raw_path).stat().st_size,
         "denoise": True,
         "atten_lim_db": 100.0,
         "finished": True,
@@ -69,8 +72,13 @@ def test_owner_sees_own_recordings_newest_first_running_one_included(
         "audio_url": f"/api/recordings/{older.pk}/audio/",
         "raw_url": f"/api/recordings/{older.pk}/raw/",
         "peaks_url": f"/api/recordings/{older.pk}/peaks/",
+        "raw_peaks_url": f"/api/recordings/{older.pk}/raw/peaks/",
     }
+    # each download's own size; size_bytes is both files together
+    assert body[2]["audio_bytes"] + body[2]["raw_bytes"] == older.size_bytes
     assert body[1]["raw_url"] is None
+    assert body[1]["raw_peaks_url"] is None
+    assert body[1]["raw_bytes"] == 0
     assert body[0]["finished"] is False
 
 
@@ -101,7 +109,7 @@ def test_list_refusals(
     alice: User, carol: User, media_root: Path, client_for: ClientFor, who: str | None, path: str, status: int
 ) -> None:
     make_recording(alice)
-    client = client_for(carol) if who else APIClient()
+    client = client_for(carol) if who else Client()
     response = client.get(path)
     assert response.status_code == status
     assert set(response.json()) == {"error"}
@@ -284,7 +292,7 @@ def test_owner_deletes_row_and_files(
 @pytest.mark.django_db
 def test_delete_needs_the_csrf_token(alice: User, media_root: Path) -> None:
     rec = make_recording(alice)
-    client = APIClient(enforce_csrf_checks=True)
+    client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
     before = snapshot(media_root)
     response = client.delete(f"/api/recordings/{rec.pk}/")
@@ -307,6 +315,12 @@ def test_delete_needs_the_csrf_token(alice: User, media_root: Path) -> None:
         ("alice", "delete", "/api/recordings/\uff11\uff12/", 404),  # fullwidth digits
         ("alice", "post", "/api/recordings/alice/", 405),
         ("alice", "put", "/api/recordings/{own}/", 405),
+        ("alice", "get", "/api/recordings/alice/?limit=0", 400),
+        ("alice", "get", "/api/recordings/alice/?limit=101", 400),
+        ("alice", "get", "/api/recordings/alice/?limit=x", 400),
+        ("alice", "get", "/api/recordings/alice/?limit=5&offset=-1", 400),
+        ("alice", "get", "/api/recordings/alice/?limit=5&min_s=nan", 400),
+        ("alice", "get", "/api/recordings/alice/?limit=5&min_s=-3", 400),
         ("alice", "get", "/api/recordings/{own}/x/", 404),
     ],
 )
@@ -324,9 +338,102 @@ def test_refused_requests_change_nothing(
 ) -> None:
     befriend(alice, bob)
     ids = {"own": make_recording(alice).pk, "live": make_recording(alice, finish=False).pk}
-    client = client_for({"alice": alice, "bob": bob, "carol": carol}[who]) if who else APIClient()
+    client = client_for({"alice": alice, "bob": bob, "carol": carol}[who]) if who else Client()
     before = snapshot(media_root)
     response = getattr(client, method)(path.format(**ids))
     assert response.status_code == status
     assert set(response.json()) == {"error"}
     assert snapshot(media_root) == before
+
+
+# ---- paging, short ones left out, rename -------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_page_leaves_out_short_ones_but_counts_them(
+    alice: User, media_root: Path, client_for: ClientFor
+) -> None:
+    long_ones = [make_recording(alice, frames=200) for _ in range(3)]  # 4 s each
+    make_recording(alice, frames=50)  # 1 s: an accidental start
+    running = make_recording(alice, finish=False)  # 0 s so far, never left out
+    client = client_for(alice)
+
+    first = client.get("/api/recordings/alice/?limit=2&min_s=3").json()
+    assert [r["id"] for r in first["recordings"]] == [running.pk, long_ones[2].pk]
+    assert (first["total"], first["short"], first["next_offset"]) == (4, 1, 2)
+    rest = client.get("/api/recordings/alice/?limit=2&offset=2&min_s=3").json()
+    assert [r["id"] for r in rest["recordings"]] == [long_ones[1].pk, long_ones[0].pk]
+    assert rest["next_offset"] is None
+
+    everything = client.get("/api/recordings/alice/?limit=100").json()  # min_s defaults to 0
+    assert (everything["total"], everything["short"], len(everything["recordings"])) == (5, 0, 5)
+
+
+@pytest.mark.django_db
+def test_owner_renames_and_resets_a_title(alice: User, media_root: Path, client_for: ClientFor) -> None:
+    rec = make_recording(alice)
+    client = client_for(alice)
+    response = client.patch(
+        f"/api/recordings/{rec.pk}/", {"title": "  Band\\npractice  "}, content_type="application/json"
+    )
+    assert response.status_code == 200
+    assert response.json()["title"] == "Band\\npractice"
+    response = client.patch(
+        f"/api/recordings/{rec.pk}/", {"title": "Band\npractice\t take 2"}, content_type="application/json"
+    )
+    assert response.json()["title"] == "Band practice take 2"  # one line
+    assert client.get("/api/recordings/alice/").json()[0]["title"] == "Band practice take 2"
+    assert (
+        client.patch(f"/api/recordings/{rec.pk}/", {"title": ""}, content_type="application/json").json()[
+            "title"
+        ]
+        == ""
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("who", "key", "body", "status"),
+    [
+        ("bob", "{own}", {"title": "mine now"}, 404),  # friends may listen, not rename
+        ("carol", "{own}", {"title": "x"}, 404),
+        (None, "{own}", {"title": "x"}, 401),
+        ("alice", "{own}", {"title": "x" * 101}, 400),
+        ("alice", "{own}", {"title": 5}, 400),
+        ("alice", "{own}", {"title": "x", "owner": "bob"}, 400),
+        ("alice", "{own}", {}, 400),
+        ("alice", "{own}", ["title"], 400),
+        ("alice", "alice", {"title": "x"}, 404),
+        ("alice", "99999999999999999999999", {"title": "x"}, 404),
+    ],
+)
+def test_refused_renames_change_nothing(
+    alice: User,
+    bob: User,
+    carol: User,
+    befriend: Befriend,
+    media_root: Path,
+    client_for: ClientFor,
+    who: str | None,
+    key: str,
+    body: object,
+    status: int,
+) -> None:
+    befriend(alice, bob)
+    own = make_recording(alice).pk
+    client = client_for({"alice": alice, "bob": bob, "carol": carol}[who]) if who else Client()
+    before = snapshot(media_root)
+    response = client.patch(f"/api/recordings/{key.format(own=own)}/", body, content_type="application/json")
+    assert response.status_code == status
+    assert set(response.json()) == {"error"}
+    assert snapshot(media_root) == before
+
+
+@pytest.mark.django_db
+def test_rename_with_a_broken_body_is_refused(alice: User, media_root: Path, client_for: ClientFor) -> None:
+    rec = make_recording(alice)
+    response = client_for(alice).patch(
+        f"/api/recordings/{rec.pk}/", b"{not json", content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert set(response.json()) == {"error"}
