@@ -68,6 +68,7 @@ MIDDLEWARE = [
     # Every middleware is async-capable, so a request never waits for a thread of asgiref's
     # sync bridge (which shutdown would then wait on): servestatic, not the sync-only WhiteNoise.
     "servestatic.middleware.ServeStaticMiddleware",
+    "fc25_denoise.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

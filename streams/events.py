@@ -13,7 +13,7 @@ from typing import Protocol
 class StreamEvents(Protocol):
     async def claim_stream(self, user_id: int) -> bool:
         """Before a start: True if this process may start the user's stream, False if a live
-        process holds it; raises `streams.exceptions.Unavailable` when that cannot be known."""
+        process holds it; raises `fc25_denoise.errors.Unavailable` when that cannot be known."""
         ...
 
     async def release_claim(self, user_id: int) -> None:

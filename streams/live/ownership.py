@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from channels.db import database_sync_to_async
 from django.db import DatabaseError, transaction
 
+from fc25_denoise.errors import Conflict, NotFound, Unavailable
 from streams.events import StreamEvents
-from streams.exceptions import Conflict, NotFound, Unavailable
 from streams.live import state as live_state
 from streams.live.pipeline import detached
 from streams.recordings import service as recordings

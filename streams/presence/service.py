@@ -27,7 +27,7 @@ from typing import Any
 
 from django.conf import settings
 
-from streams.exceptions import Unavailable
+from fc25_denoise.errors import Unavailable
 from streams.presence import snapshot as presence_snapshot
 from streams.presence.bus import Bus, LocalBus, RedisBus
 from streams.presence.database import PresenceDatabase, iso
