@@ -24,9 +24,9 @@ from channels.db import database_sync_to_async
 from django.db import DatabaseError, transaction
 
 from fc25_denoise.errors import Conflict, NotFound, Unavailable
-from streams.events import StreamEvents
+from streams.events import StreamEvents, tell
 from streams.live import state as live_state
-from streams.live.pipeline import detached
+from streams.live.tasks import detached
 from streams.recordings import service as recordings
 from streams.recordings.wav_file import RecordingStats
 
@@ -125,10 +125,7 @@ class Ownership:
             del self._ends[end.user_id]
         if end.attempts:
             log.info("The end of user %s's stream is written (after %d retries).", end.user_id, end.attempts)
-        try:
-            await self.events.stream_ended(end.user_id)
-        except (OSError, TimeoutError) as exc:  # presence keeps and retries its own news
-            log.warning("Presence was not told user %s's stream ended: %s", end.user_id, exc)
+        await tell(self.events.stream_ended(end.user_id))  # presence retries its own news
         return True
 
     async def _retry(self, end: _End) -> None:
