@@ -58,7 +58,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "whitenoise.runserver_nostatic",
+    "servestatic.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
     "axes",
@@ -71,15 +71,17 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django_permissions_policy.PermissionsPolicyMiddleware",
     "csp.middleware.CSPMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Every middleware is async-capable, so a request never waits for a thread of asgiref's
+    # sync bridge (which shutdown would then wait on): servestatic, not the sync-only WhiteNoise.
+    "servestatic.middleware.ServeStaticMiddleware",
+    "fc25_denoise.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Last: they answer refusals of the sign-in and sign-up views (users/throttling.py).
-    "django_ratelimit.middleware.RatelimitMiddleware",
+    # Last: it answers the sign-in views' refusals (users/throttling.py).
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -144,7 +146,7 @@ STORAGES = {
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        else "servestatic.storage.CompressedManifestStaticFilesStorage"
     },
 }
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
@@ -302,7 +304,6 @@ AXES_FAILURE_LIMIT = "users.throttling.failure_limit"
 AXES_COOLOFF_TIME = dt.timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "users.throttling.locked_out"
-RATELIMIT_VIEW = "users.throttling.too_many"
 
 
 def env_rate(name: str, default: str) -> str:
@@ -338,9 +339,10 @@ def _env_seconds(name: str, default: float) -> float:
 # A user whose last socket closed stays "online" this long (a page reload is not an absence).
 PRESENCE_GRACE_S = _env_seconds("PRESENCE_GRACE_S", 5.0)
 # Each process refreshes its heartbeat key every PRESENCE_HEARTBEAT_S; a process whose key is
-# older than PRESENCE_TTL_S is dead: its users go offline after the grace, its streams end.
-PRESENCE_TTL_S = _env_seconds("PRESENCE_TTL_S", 15.0)
-PRESENCE_HEARTBEAT_S = _env_seconds("PRESENCE_HEARTBEAT_S", min(5.0, PRESENCE_TTL_S / 3))
+# older than PRESENCE_TTL_S is dead: its users go offline after the grace, its streams end (for
+# friends within TTL + one heartbeat of a crash: 4 s by default).
+PRESENCE_TTL_S = _env_seconds("PRESENCE_TTL_S", 3.0)
+PRESENCE_HEARTBEAT_S = _env_seconds("PRESENCE_HEARTBEAT_S", min(1.0, PRESENCE_TTL_S / 3))
 if not 0 < PRESENCE_HEARTBEAT_S < PRESENCE_TTL_S:
     raise ImproperlyConfigured("PRESENCE_HEARTBEAT_S must be above 0 and below PRESENCE_TTL_S")
 PRESENCE_REDIS_PREFIX = os.environ.get("PRESENCE_REDIS_PREFIX", "presence")

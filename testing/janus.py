@@ -25,7 +25,7 @@ import av
 import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from streams.live.fanout import OpusEncoder
+from streams.live.opus import OpusEncoder
 from streams.sfu.janus_config import JanusOptions, janus_values, write_janus_config
 from streams.sfu.rtp import RtpSender
 from testing.peers import Capture
@@ -156,7 +156,7 @@ async def play_rtp(sender: RtpSender, frames: list[av.AudioFrame]) -> None:
     encoder = OpusEncoder()
     start = time.monotonic()
     for i, frame in enumerate(frames):
-        for data in encoder.encode(frame):
+        for data in encoder.encode(frame.to_ndarray()[0].astype(np.float32) / 32768):
             sender.send(data)
         await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
 

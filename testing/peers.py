@@ -45,14 +45,22 @@ def read_wav(path: str) -> np.ndarray:
 
 class ArrayTrack(MediaStreamTrack):
     """Plays `samples` (mono int16) once, in real time; then silence, or the end with `end=True`.
-    `real_time=False` hands out the frames as fast as they are asked for; `loop=True` repeats."""
+    `real_time=False` hands out the frames as fast as they are asked for; `loop=True` repeats;
+    `stereo=True` hands out s16 stereo frames, as aiortc's Opus decoder does."""
 
     kind = "audio"
 
     def __init__(
-        self, samples: np.ndarray, *, end: bool = False, real_time: bool = True, loop: bool = False
+        self,
+        samples: np.ndarray,
+        *,
+        end: bool = False,
+        real_time: bool = True,
+        loop: bool = False,
+        stereo: bool = False,
     ) -> None:
         super().__init__()
+        self._stereo = stereo
         self._samples = samples
         self._end = end
         self._real_time = real_time
@@ -85,8 +93,11 @@ class ArrayTrack(MediaStreamTrack):
             self.stop()
             raise MediaStreamError
         self._pos += len(chunk)
+        mono = np.pad(chunk, (0, FRAME - len(chunk)))
         frame = av.AudioFrame.from_ndarray(
-            np.pad(chunk, (0, FRAME - len(chunk))).reshape(1, -1), format="s16", layout="mono"
+            np.repeat(mono, 2).reshape(1, -1) if self._stereo else mono.reshape(1, -1),
+            format="s16",
+            layout="stereo" if self._stereo else "mono",
         )
         frame.sample_rate = RATE
         frame.pts = self._sent * FRAME
@@ -252,6 +263,29 @@ async def stop(client: AsyncClient) -> None:
     assert response.status_code == 200, response.content
 
 
+def _json_or_text(body: bytes) -> dict[str, Any]:
+    """The answer's JSON; a body that is not JSON (a server error page) as {"text": ...}."""
+    try:
+        return json.loads(body or b"{}")
+    except ValueError:
+        return {"text": body.decode(errors="replace")[:500]}
+
+
+async def go_live_over_http(api: HttpApi, source: Any, pcs: list[Any], **settings: Any) -> str:
+    """`go_live` against a real server: start a stream, connect a broadcaster peer playing
+    `source`; returns the session id."""
+    status, body = await api.acall("POST", "/api/stream/start/", settings)
+    assert status == 201, body
+    pc, offer = await broadcaster(source)
+    pcs.append(pc)
+    status, answer = await api.acall(
+        "POST", "/api/webrtc/offer/", {"session_id": body["session_id"], **offer}
+    )
+    assert status == 200, answer
+    await accept(pc, answer)
+    return body["session_id"]
+
+
 class HttpApi:
     """JSON calls to a real server as one signed-in user (session cookie + CSRF token)."""
 
@@ -269,9 +303,9 @@ class HttpApi:
         request.add_header("Referer", self.base_url + "/")
         try:
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - our test server
-                return response.status, json.loads(response.read() or b"{}")
+                return response.status, _json_or_text(response.read())
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
+            return exc.code, _json_or_text(exc.read())
 
     async def acall(
         self, method: str, path: str, body: dict[str, Any] | None = None

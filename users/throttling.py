@@ -10,6 +10,7 @@ Refusals are the sign-in page again with the reason, status 429.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_ratelimit.decorators import ratelimit
+from django_ratelimit.exceptions import Ratelimited
 
 View = Callable[..., HttpResponse]
 
@@ -64,9 +66,18 @@ def locked_out(
     return _refusal(request, ACCOUNT_LOCKED.format(minutes=minutes))
 
 
-def too_many(request: HttpRequest, exception: Exception) -> HttpResponse:
-    """RATELIMIT_VIEW."""
-    return _refusal(request, ADDRESS_LIMITED)
+def _refusing(view: View) -> View:
+    """The view, answering django-ratelimit's refusal itself (its middleware is sync-only, which
+    would send every request through asgiref's sync bridge)."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except Ratelimited:
+            return _refusal(request, ADDRESS_LIMITED)
+
+    return wrapper
 
 
 def _rate(name: str) -> Callable[[str, HttpRequest], str]:
@@ -76,7 +87,9 @@ def _rate(name: str) -> Callable[[str, HttpRequest], str]:
 
 def sign_in(view: View) -> View:
     """Per-address limit on a sign-in view (the site's and the admin's)."""
-    return ratelimit(key="ip", rate=_rate("LOGIN_RATE_PER_IP"), method="POST", group="sign-in")(view)
+    return _refusing(
+        ratelimit(key="ip", rate=_rate("LOGIN_RATE_PER_IP"), method="POST", group="sign-in")(view)
+    )
 
 
 def sign_up(view: View) -> View:
@@ -88,4 +101,4 @@ def sign_up(view: View) -> View:
         group="sign-up-name",
     )
     per_ip = ratelimit(key="ip", rate=_rate("SIGNUP_RATE_PER_IP"), method="POST", group="sign-up")
-    return per_ip(per_name(view))
+    return _refusing(per_ip(per_name(view)))

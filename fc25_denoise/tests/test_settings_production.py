@@ -130,7 +130,7 @@ def test_static_files_are_served_by_whitenoise_with_cache_headers(
 def test_health_and_security_headers_over_https(production: Production, daphne_tls: tuple[str, str]) -> None:
     https, _ = daphne_tls
     health = prod_server.request(https, "/healthz", cert=production.cert)
-    assert health.json()["checks"] == {"database": "ok", "channel_layer": "ok"}
+    assert health.json()["checks"] == {"database": "ok", "channel_layer": "ok", "presence": "ok"}
     page = prod_server.request(https, "/accounts/login/", cert=production.cert)
     assert page.status == 200
     # includeSubDomains and preload are opt-in: a LAN name or a shared parent domain stays usable.

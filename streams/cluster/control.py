@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fc25_denoise.errors import BadRequest, Conflict, DomainError, Forbidden, NotFound, Unavailable
-from streams.live.pipeline import detached
+from streams.live.tasks import detached
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,8 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
-from streams.presence.publisher import user_group
 from testing.fixtures import MakeUser, WsHarness
 from users import friendships
 from users.models import FriendRequest, User
@@ -257,11 +255,9 @@ async def test_unfriending_stops_the_flow_both_ways_at_once(
 
     # An event about bob already on its way to alice (published before the unfriending) is
     # dropped; carol's event sent after it arrives first, so nothing was held back.
-    layer = get_channel_layer()
     stale = {"type": "streaming_status", "username": "bob", "is_streaming": True}
-    await layer.group_send(
-        user_group(alice.pk),
-        {"type": "presence.event", "about": bob.pk, "key": "s:x", "seq": 99, "event": stale},
+    await harness.presence.bus.publish(
+        {"to": [alice.pk], "about": bob.pk, "key": "s:x", "seq": 99, "event": stale}
     )
     await harness.presence.stream_started(carol.pk, started_at=STARTED, denoise=True, atten_lim_db=100.0)
     await expect(alice_ws, type="streaming_status", username="carol")
@@ -352,6 +348,7 @@ async def test_stream_page_follows_the_friends_stream(
         "denoise": None,
         "atten_lim_db": None,
         "listeners": 0,
+        "recording": None,
     }
     presence = harness.presence
     await presence.stream_started(bob.pk, started_at=STARTED, denoise=True, atten_lim_db=40.0)
@@ -362,7 +359,9 @@ async def test_stream_page_follows_the_friends_stream(
     await expect(page, type="settings", username="bob", denoise=False, atten_lim_db=20.0)
 
     own, own_state = await harness.join(bob, "/ws/stream/bob/")  # the owner may watch too
-    assert own_state | {"is_streaming": True, "listeners": 1, "denoise": False} == own_state
+    assert (
+        own_state | {"is_streaming": True, "listeners": 1, "denoise": False, "recording": "on"} == own_state
+    )
 
     await presence.stream_ended(bob.pk)
     await expect(page, type="streaming_status", is_streaming=False)

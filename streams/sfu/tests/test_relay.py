@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
 from fc25_denoise.errors import NotFound, Unavailable
-from streams.live.fanout import EncodedPacket, Hub, OpusEncoder
+from streams.live.fanout import EncodedPacket, Hub
+from streams.live.opus import OpusEncoder
 from streams.sfu.janus import JanusUnavailable
 from streams.sfu.listeners import JanusListeners
 from streams.sfu.relay import JanusRelay, RelayCallbacks
@@ -78,7 +80,7 @@ async def _broadcast(hub: Hub, seconds: float) -> None:
     encoder = OpusEncoder()
     start = time.monotonic()
     for i, frame in enumerate(janus_helpers.tone_frames(seconds)):
-        for data in encoder.encode(frame):
+        for data in encoder.encode(frame.to_ndarray()[0].astype(np.float32) / 32768):
             hub.publish(EncodedPacket(data, time.monotonic()))
         await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
 
