@@ -7,7 +7,8 @@ or `build_application(services)`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 from streams.live.registry import StreamRegistry
@@ -18,6 +19,7 @@ from streams.presence.service import Presence
 class Services:
     presence: Presence
     registry: StreamRegistry
+    _closing: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def create(cls) -> Services:
@@ -28,7 +30,18 @@ class Services:
         await self.presence.start()
         await self.registry.start()
 
+    async def drain(self) -> None:
+        """Graceful shutdown: every socket told the server restarts, then everything closed."""
+        await self.presence.restarting()
+        await self.aclose()
+
     async def aclose(self) -> None:
+        """Close once; later (or concurrent) calls wait for the same closing."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._aclose())
+        await asyncio.shield(self._closing)
+
+    async def _aclose(self) -> None:
         # Streams first: ending them still publishes through presence.
         await self.registry.aclose()
         await self.presence.aclose()
