@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from channels.layers import get_channel_layer
 from django.db import OperationalError
 from django.test import override_settings
 
@@ -90,21 +87,3 @@ async def test_only_get_and_head_are_allowed(client: ServicesClient) -> None:
 async def test_plain_http_monitoring_is_not_redirected(client: ServicesClient) -> None:
     assert (await client.get("/healthz")).status_code == 200
     assert (await client.get("/accounts/login/")).status_code == 301
-
-
-async def test_a_redis_layer_answers_while_other_receives_wait_on_it(redis_url: str) -> None:
-    """channels-redis serves one process's channels through one blocking pop of one key: a
-    health check on a channel of another prefix starved behind any waiting consumer."""
-    layers = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [redis_url]}}
-    }
-    with override_settings(CHANNEL_LAYERS=layers):
-        layer = get_channel_layer()
-        waiting = asyncio.ensure_future(layer.receive(await layer.new_channel()))  # as a socket's consumer
-        try:
-            response = await AsyncClient().get("/healthz")
-        finally:
-            waiting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiting
-    assert response.status_code == 200, response.json()
