@@ -29,7 +29,9 @@ async def run_clients(spec: dict[str, Any]) -> dict[str, Any]:
         samples = peers.read_wav(str(NOISY))
 
         async def go(api: peers.HttpApi) -> None:
-            status, body = await api.acall("POST", "/api/stream/start/", {"denoise": True})
+            status, body = await api.acall(
+                "POST", "/api/stream/start/", {"denoise": spec.get("denoise", True)}
+            )
             assert status == 201, body
             pc, offer = await peers.broadcaster(peers.ArrayTrack(samples, loop=True))
             pcs.append(pc)
