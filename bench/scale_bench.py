@@ -240,8 +240,8 @@ def main() -> None:
                 two = broadcast_ramp(c, keys, steps, seconds)
             sections += report_broadcasts(one, two)
     header = [
-        f"Load average {start_load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end; the aiortc clients "
-        "run in other processes on the same cores.",
+        f"Load average {start_load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end; "
+        "the aiortc clients run in other processes on the same cores.",
         "",
     ]
     body = "\n".join(header + sections)
