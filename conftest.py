@@ -9,8 +9,8 @@ import os
 from collections.abc import Callable
 
 import pytest
+from django.test import Client
 from pytest_django.fixtures import Settings
-from rest_framework.test import APIClient
 
 from testing.people import PASSWORD, MakeUser
 from users.models import Friendship, User
@@ -70,11 +70,11 @@ def befriend(db: None) -> Callable[[User, User], None]:
 
 
 @pytest.fixture
-def client_for() -> Callable[[User], APIClient]:
+def client_for() -> Callable[[User], Client]:
     """A session-authenticated client (CSRF not enforced; the CSRF tests enforce it)."""
 
-    def make(user: User) -> APIClient:
-        client = APIClient()
+    def make(user: User) -> Client:
+        client = Client()
         client.force_login(user)
         return client
 

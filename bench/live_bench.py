@@ -1,6 +1,11 @@
 """Live path benchmark: broadcasts, fan-out, server-added latency and memory over a long stream.
 
     scripts/netns-run .venv/bin/python -m bench.live_bench [--quick] [--minutes M]
+    scripts/netns-run .venv/bin/python -m bench.live_bench --compare-cpu OTHER_CHECKOUT
+
+`--compare-cpu` measures only the server CPU per broadcast (2 broadcasts, a listener each),
+alternating between a server running OTHER_CHECKOUT's code (e.g. `git archive <commit>` into
+a folder) and one running this checkout, in one run, and writes the "live-cpu" section.
 
 The server is a real `daphne` subprocess on a throw-away SQLite database; the aiortc clients run
 in other processes (`--worker`). Server figures (CPU from /proc, /metrics counters) are the
@@ -329,6 +334,62 @@ def prepare_database(folder: Path) -> dict[str, str]:
     return env
 
 
+def compare_cpu(baseline: Path, label: str, rounds: int, seconds: float, broadcasts: int = 2) -> str:
+    """Server CPU per broadcast of `baseline`'s code and this checkout's, alternating A B B A ..."""
+    import numpy as np
+
+    from testing.daphne import DaphneServer
+
+    start_load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="live-cpu-") as tmp:
+        env = prepare_database(Path(tmp))
+        keys = make_people(broadcasters=broadcasts, listeners=broadcasts, fans=0)
+        servers = {
+            "before": DaphneServer(env, Path(tmp) / "before.log", root=baseline),
+            "after": DaphneServer(env, Path(tmp) / "after.log"),
+        }
+        per: dict[str, list[float]] = {name: [] for name in servers}
+        per_frame: dict[str, list[float]] = {name: [] for name in servers}  # CPU ms per frame
+        pairs = [(f"b{i}", f"l{i}") for i in range(broadcasts)]
+        try:
+            for server in servers.values():
+                server.start()
+            for r in range(rounds):
+                for name in ("before", "after") if r % 2 == 0 else ("after", "before"):
+                    measured, _ = run(servers[name], keys, pairs, seconds, 1)
+                    w = measured[0]
+                    per[name].append(w.cores / broadcasts)
+                    per_frame[name].append(1000 * w.cores * w.seconds / max(w.frames, 1))
+                    print(
+                        f"round {r} {name}: {w.cores / broadcasts:.3f} cores per broadcast, {w}", flush=True
+                    )
+        finally:
+            for server in servers.values():
+                server.stop()
+    before, after = (float(np.median(per[n])) for n in ("before", "after"))
+    ms_before, ms_after = (float(np.median(per_frame[n])) for n in ("before", "after"))
+    runs = ", ".join(f"{b:.3f}/{a:.3f}" for b, a in zip(per["before"], per["after"], strict=True))
+    return "\n".join(
+        [
+            f"Load average {start_load:.2f} at the start and {os.getloadavg()[0]:.2f} at the end on "
+            f"{os.cpu_count()} CPUs shared with other jobs; the aiortc clients use the same cores.",
+            f"{broadcasts} denoised broadcasts with a listener each, {rounds} rounds of {seconds:g} s per "
+            "server, alternating which goes first; both servers run side by side on one database.",
+            "",
+            "| server code | server CPU per broadcast (median) | CPU per processed frame, as cores "
+            "at 50 frames/s | goal |",
+            "| --- | --- | --- | --- |",
+            f"| before: {label} | {before:.3f} cores | {ms_before:.2f} ms = {ms_before / 20:.3f} cores | |",
+            "| after: this checkout (one mono float32 format from entry to encode) "
+            f"| **{after:.3f} cores** | {ms_after:.2f} ms = {ms_after / 20:.3f} cores | <= 0.25 |",
+            f"| after / before | {after / before:.2f} | {ms_after / ms_before:.2f} | |",
+            "",
+            f"Each round, before/after: {runs} cores per broadcast. The per-frame column divides by the",
+            "frames actually processed, which a starved server falls short of.",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -337,7 +398,19 @@ def main() -> None:
     parser.add_argument(
         "--minutes", type=float, default=None, help="length of the memory run (default 10, quick 1)"
     )
+    parser.add_argument(
+        "--compare-cpu", type=Path, metavar="CHECKOUT", help="only CPU per broadcast: CHECKOUT vs this one"
+    )
+    parser.add_argument("--label", default="the other checkout", help="what CHECKOUT is, for the table")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.compare_cpu:
+        from bench.report import write_section
+
+        body = compare_cpu(args.compare_cpu.resolve(), args.label, args.rounds, seconds=10.0)
+        print(body)
+        write_section("live-cpu", "Live path: server CPU per broadcast, before and after", body)
+        return
     minutes = args.minutes or (1.0 if args.quick else 10.0)
     steps = [1, 2, 4] if args.quick else [1, 2, 3, 4, 6, 8, 12, 16]
     fans = [25, 100] if args.quick else [25, 50, 100]

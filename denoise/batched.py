@@ -22,7 +22,8 @@ import numpy as np
 import onnxruntime as ort
 
 from denoise import graph
-from denoise.dsp import Cplx, Dsp, Real
+from denoise.bank import Field, Page, Slot, StateBank, row_index
+from denoise.dsp import Dsp, Real
 from denoise.engine import ATTEN_LIM_MAX_DB, validate_atten_lim
 from denoise.exceptions import EngineError, StreamClosedError
 
@@ -64,10 +65,11 @@ class BatchedDeepFilterNet3:
         except (ort.capi.onnxruntime_pybind11_state.Fail, RuntimeError) as exc:
             raise EngineError(f"onnxruntime cannot load the DeepFilterNet3 graph: {exc}") from exc
         self._outputs = ["lsnr", "m", "coefs", *(f"{s.name}.next" for s in self.states)]
+        self.bank = StateBank(_fields(self.dsp, self.states))
 
     def open(self, atten_lim_db: float = ATTEN_LIM_MAX_DB) -> BatchedState:
-        """A fresh stream state (a few arrays: nothing is compiled or loaded)."""
-        return BatchedState(self, validate_atten_lim(atten_lim_db))
+        """A fresh stream state (a row of the state bank: nothing is compiled or loaded)."""
+        return BatchedState(self, self.bank.allocate(), validate_atten_lim(atten_lim_db))
 
     def process(self, states: Sequence[BatchedState], hops: Real) -> tuple[Real, Real]:
         """One hop for each of `states` (distinct, open) as one call: hops (B, 480) ->
@@ -75,65 +77,90 @@ class BatchedDeepFilterNet3:
         hops = np.ascontiguousarray(hops, dtype=np.float32)
         if hops.shape != (len(states), self.hop_size):
             raise ValueError(f"hops must be ({len(states)}, {self.hop_size}), got {hops.shape}")
-        for state in states:
-            if state.closed:
-                raise StreamClosedError("the DeepFilterNet state is closed")
-        return self._run(list(states), hops)
+        pages: dict[int, tuple[Page, list[int], list[int]]] = {}
+        for position, state in enumerate(states):
+            slot = state.slot
+            _, positions, rows = pages.setdefault(id(slot.page), (slot.page, [], []))
+            positions.append(position)
+            rows.append(slot.row)
+        out = np.empty_like(hops)
+        lsnr = np.empty(len(states), np.float32)
+        # One call per page: a batch spans pages only beyond ROWS_PER_PAGE open streams.
+        for page, positions, rows in pages.values():
+            order = np.argsort(rows, kind="stable")  # sorted rows are often consecutive: a view
+            picked = np.asarray(positions)[order]
+            out[picked], lsnr[picked] = self._run(page, row_index([rows[i] for i in order]), hops[picked])
+        return out, lsnr
 
-    def _run(self, rows: list[BatchedState], hops: Real) -> tuple[Real, Real]:
-        dsp = self.dsp
-        spec = dsp.analysis(np.stack([r.analysis_mem for r in rows]), hops)
-        history = np.concatenate([np.stack([r.history[1:] for r in rows]), spec[:, None]], axis=1)
-        feat_erb, mean_norm = dsp.erb_features(spec, np.stack([r.mean_norm for r in rows]))
-        feat_cplx, unit_norm = dsp.complex_features(spec, np.stack([r.unit_norm for r in rows]))
+    def _run(self, page: Page, index: slice | np.ndarray, hops: Real) -> tuple[Real, Real]:
+        dsp, arrays = self.dsp, page.arrays
+        batch = len(hops)
+        spec = dsp.analysis(arrays["analysis"][index], hops)
+        history = np.concatenate([arrays["history"][index][:, 1:], spec[:, None]], axis=1)
+        feat_erb, mean_norm = dsp.erb_features(spec, arrays["mean_norm"][index])
+        feat_cplx, unit_norm = dsp.complex_features(spec, arrays["unit_norm"][index])
         feeds = {
             "feat_erb": feat_erb[:, None, None, :],
             "feat_spec": np.stack([feat_cplx.real, feat_cplx.imag], axis=1)[:, :, None, :].astype(np.float32),
         }
-        for spec_ in self.states:
-            feeds[spec_.name] = np.concatenate([r.net[spec_.name] for r in rows], axis=spec_.batch_axis)
-        lsnr_, mask, coefs, *nexts = self._session.run(self._outputs, feeds)
-        lsnr = lsnr_[:, 0, 0]
+        for state in self.states:
+            rows = arrays[state.name][index]
+            feeds[state.name] = rows[None] if state.batch_axis == 1 else rows
+        lsnr, mask, coefs, *nexts = self._session.run(self._outputs, feeds)
         noisy = history[:, dsp.df_order - 1 - dsp.lookahead]  # frame t-2
         enhanced = noisy * dsp.band_gains(mask[:, 0, 0, :])
-        taps = coefs[:, 0].reshape(len(rows), dsp.nb_df, dsp.df_order, 2)
+        taps = coefs[:, 0].reshape(batch, dsp.nb_df, dsp.df_order, 2)
         enhanced[:, : dsp.nb_df] = dsp.deep_filter(
             history, (taps[..., 0] + 1j * taps[..., 1]).astype(np.complex64)
         )
-        lim = np.array([r.mix for r in rows], np.float32)[:, None]
+        lim = arrays["mix"][index][:, None]
         enhanced = (enhanced * (np.float32(1.0) - lim) + lim * noisy).astype(np.complex64)
-        out, synthesis_mem = dsp.synthesis(enhanced, np.stack([r.synthesis_mem for r in rows]))
+        out, synthesis = dsp.synthesis(enhanced, arrays["synthesis"][index])
 
-        for i, row in enumerate(rows):
-            row.analysis_mem = hops[i].copy()
-            row.synthesis_mem = synthesis_mem[i]
-            row.history = history[i]
-            row.mean_norm = mean_norm[i]
-            row.unit_norm = unit_norm[i]
-            for spec_, nxt in zip(self.states, nexts, strict=True):
-                row.net[spec_.name] = np.take(nxt, [i], axis=spec_.batch_axis)
-        return out, lsnr
+        arrays["analysis"][index] = hops
+        arrays["synthesis"][index] = synthesis
+        arrays["history"][index] = history
+        arrays["mean_norm"][index] = mean_norm
+        arrays["unit_norm"][index] = unit_norm
+        for state, nxt in zip(self.states, nexts, strict=True):
+            arrays[state.name][index] = nxt[0] if state.batch_axis == 1 else nxt
+        return out, lsnr[:, 0, 0]
+
+
+def _fields(dsp: Dsp, states: tuple[graph.StateSpec, ...]) -> tuple[Field, ...]:
+    half = dsp.fft_size - dsp.hop_size
+    own = (
+        Field("analysis", (half,), np.float32),
+        Field("synthesis", (half,), np.float32),
+        Field("history", (dsp.df_order, dsp.freqs), np.complex64),  # spectra t-4..t
+        Field("mean_norm", (dsp.nb_erb,), np.float32, dsp.initial_mean_norm()),
+        Field("unit_norm", (dsp.nb_df,), np.float32, dsp.initial_unit_norm()),
+        Field("mix", (), np.float32),
+    )
+    # A GRU state is (1, B, hidden): stored as (hidden,) per row, it gathers to a contiguous
+    # (B, hidden) that is fed as a view of shape (1, B, hidden).
+    net = tuple(Field(s.name, s.shape[2:] if s.batch_axis == 1 else s.shape[1:], np.float32) for s in states)
+    return own + net
 
 
 class BatchedState:
-    """One stream of a BatchedDeepFilterNet3: its DSP memories and network states."""
+    """One stream of a BatchedDeepFilterNet3: a row of the engine's state bank."""
 
-    def __init__(self, engine: BatchedDeepFilterNet3, atten_lim_db: float) -> None:
-        dsp = engine.dsp
+    def __init__(self, engine: BatchedDeepFilterNet3, slot: Slot, atten_lim_db: float) -> None:
         self._engine = engine
-        self.analysis_mem = np.zeros(dsp.fft_size - dsp.hop_size, np.float32)
-        self.synthesis_mem = np.zeros(dsp.fft_size - dsp.hop_size, np.float32)
-        self.history: Cplx = np.zeros((dsp.df_order, dsp.freqs), np.complex64)  # spectra t-4..t
-        self.mean_norm = dsp.initial_mean_norm()
-        self.unit_norm = dsp.initial_unit_norm()
-        self.net = {s.name: np.zeros(s.shape, np.float32) for s in engine.states}
-        self.mix = attenuation_mix(atten_lim_db)
-        self._closed = False
+        self._slot: Slot | None = slot
+        slot.page.arrays["mix"][slot.row] = attenuation_mix(atten_lim_db)
         self._lock = threading.Lock()  # one call at a time, as with libDF's states
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._slot is None
+
+    @property
+    def slot(self) -> Slot:
+        if self._slot is None:
+            raise StreamClosedError("the DeepFilterNet state is closed")
+        return self._slot
 
     def process_hop(self, hop: Real) -> tuple[Real, float]:
         hop = np.ascontiguousarray(hop, dtype=np.float32)
@@ -145,10 +172,11 @@ class BatchedState:
 
     def set_atten_lim(self, db: float) -> None:
         mix = attenuation_mix(validate_atten_lim(db))
-        if self._closed:
-            raise StreamClosedError("the DeepFilterNet state is closed")
-        self.mix = mix
+        slot = self.slot
+        slot.page.arrays["mix"][slot.row] = mix
 
     def close(self) -> None:
-        self._closed = True
-        self.net = {}
+        with self._lock:
+            slot, self._slot = self._slot, None
+        if slot is not None:
+            self._engine.bank.release(slot)

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from denoise.engine import Engine, EngineState
 from denoise.exceptions import StreamClosedError
-from denoise.stream import Denoiser, FrameJob
+from denoise.stream import Denoiser, FrameJob, MonoBlock
 
 
 @runtime_checkable
@@ -37,7 +37,7 @@ class BatchEngine(Engine, Protocol):
 class _Frame:
     __slots__ = ("denoiser", "frame", "future")
 
-    def __init__(self, denoiser: Denoiser, frame: av.AudioFrame, future: Future[av.AudioFrame]) -> None:
+    def __init__(self, denoiser: Denoiser, frame: av.AudioFrame | MonoBlock, future: Future[Any]) -> None:
         self.denoiser, self.frame, self.future = denoiser, frame, future
 
 
@@ -62,9 +62,9 @@ class Lane:
         self._worker.put(self, _Call(fn, args, future))
         return future
 
-    def submit_frame(self, denoiser: Denoiser, frame: av.AudioFrame) -> Future[av.AudioFrame]:
-        """Denoise `frame` with `denoiser` in the worker's next batch."""
-        future: Future[av.AudioFrame] = Future()
+    def submit_frame(self, denoiser: Denoiser, frame: av.AudioFrame | MonoBlock) -> Future[Any]:
+        """Denoise `frame` (or a live stream's MonoBlock) with `denoiser` in the worker's next batch."""
+        future: Future[Any] = Future()
         self._worker.put(self, _Frame(denoiser, frame, future))
         return future
 

@@ -3,7 +3,9 @@
     pool = ProcessorPool()                      # one per process; starts threads lazily
     processor = pool.open(atten_lim_db=100.0)   # one per audio track; returns at once
     out = await processor.process(frame)        # same format/size/pts as `frame`, 30 ms later
+    out = await processor.process_samples(mono) # or mono float32 at 48 kHz, no conversion
     processor.enabled = False                   # live controls, applied from the next frame
+    processor.controls = Controls(...)          # (the same, as one value; see Controls)
     processor.close()                           # frees the model state after in-flight work
     await pool.aclose()                         # at shutdown: closes the rest, joins threads
 
@@ -28,11 +30,12 @@ from typing import Any, Protocol
 
 import av
 
+from denoise.audio import Mono
 from denoise.batched import BatchedDeepFilterNet3
 from denoise.batcher import BatchEngine, Batcher
-from denoise.engine import ATTEN_LIM_MAX_DB, DeepFilterNet3, Engine, validate_atten_lim
+from denoise.engine import ATTEN_LIM_MAX_DB, DeepFilterNet3, Engine
 from denoise.exceptions import EngineError, StreamClosedError
-from denoise.stream import Denoiser, validate_enabled
+from denoise.stream import Controls, Denoiser, MonoBlock
 
 ENGINES: dict[str, Callable[[], Engine]] = {"batched": BatchedDeepFilterNet3, "libdf": DeepFilterNet3}
 
@@ -50,7 +53,7 @@ class _Lane(Protocol):
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]: ...
 
-    def submit_frame(self, denoiser: Denoiser, frame: av.AudioFrame) -> Future[av.AudioFrame]: ...
+    def submit_frame(self, denoiser: Denoiser, frame: av.AudioFrame | MonoBlock) -> Future[Any]: ...
 
     def release(self) -> None: ...
 
@@ -64,7 +67,7 @@ class _ExecutorLane:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         return self._executor.submit(fn, *args)
 
-    def submit_frame(self, denoiser: Denoiser, frame: av.AudioFrame) -> Future[av.AudioFrame]:
+    def submit_frame(self, denoiser: Denoiser, frame: av.AudioFrame | MonoBlock) -> Future[Any]:
         return self._executor.submit(denoiser.process, frame)
 
     def release(self) -> None:
@@ -107,9 +110,18 @@ class ProcessorPool:
         """The pool's engine (waits for its build; raises the build's error)."""
         return self._engine.result()
 
-    def open(self, *, atten_lim_db: float = ATTEN_LIM_MAX_DB, enabled: bool = True) -> AudioProcessor:
+    def open(
+        self,
+        *,
+        atten_lim_db: float = ATTEN_LIM_MAX_DB,
+        enabled: bool = True,
+        controls: Controls | None = None,
+    ) -> AudioProcessor:
         """A processor for one stream. Its model loads in the background; the first
-        `process()` waits for it. Raises InvalidSettingError for bad settings."""
+        `process()` waits for it. Raises InvalidSettingError for bad settings. `controls`, when
+        given (already checked), stands for `atten_lim_db` and `enabled`."""
+        if controls is None:
+            controls = Controls.checked(enabled, atten_lim_db)
         if self._closed:
             raise StreamClosedError("this ProcessorPool is closed")
         engine = self.engine
@@ -122,7 +134,7 @@ class ProcessorPool:
             lane: _Lane = self._executor.lane()
         else:
             lane = _ExecutorLane(self._executor)
-        processor = AudioProcessor(self, lane, engine, atten_lim_db, enabled)
+        processor = AudioProcessor(self, lane, engine, controls)
         self._open.add(processor)
         return processor
 
@@ -159,19 +171,15 @@ class AudioProcessor:
     """One stream's Denoiser, driven from asyncio. Create it with `ProcessorPool.open()`;
     use it from the event loop's thread (the controls may be set from anywhere)."""
 
-    def __init__(
-        self,
-        pool: ProcessorPool,
-        lane: _Lane,
-        engine: Engine,
-        atten_lim_db: float,
-        enabled: bool,
-    ) -> None:
+    def __init__(self, pool: ProcessorPool, lane: _Lane, engine: Engine, controls: Controls) -> None:
         self._pool = pool
         self._lane = lane
-        self._atten_lim_db = validate_atten_lim(atten_lim_db)
-        self._enabled = validate_enabled(enabled)
-        self._denoiser: Future[Denoiser] = lane.submit(_open_denoiser, engine, atten_lim_db, enabled)
+        self._engine = engine
+        # The one place the stream's controls live; each frame reads them once.
+        self.controls = controls
+        self._denoiser: Future[Denoiser] = lane.submit(
+            _open_denoiser, engine, controls.atten_lim_db, controls.enabled
+        )
         self._turn = asyncio.Lock()  # FIFO: a stream's frames run one at a time, in call order
         self._closed = False
 
@@ -181,9 +189,30 @@ class AudioProcessor:
             denoiser = await asyncio.wrap_future(self._denoiser)
             if self._closed:  # checked after the await: close() may have run meanwhile
                 raise StreamClosedError("this AudioProcessor is closed")
-            denoiser.enabled = self._enabled
-            denoiser.atten_lim_db = self._atten_lim_db
-            return await asyncio.wrap_future(self._lane.submit_frame(denoiser, frame))
+            controls = self.controls
+            denoiser.enabled = controls.enabled
+            denoiser.atten_lim_db = controls.atten_lim_db
+            return await asyncio.wrap_future(self._lane.submit_frame(denoiser, frame))  # type: ignore[no-any-return]
+
+    async def process_samples(self, samples: Mono) -> Mono:
+        """Denoise one block of mono float32 samples at the engine's rate (a `MonoBlock` with
+        the current controls): what a live stream converted once at its entry."""
+        async with self._turn:
+            denoiser = await asyncio.wrap_future(self._denoiser)
+            if self._closed:
+                raise StreamClosedError("this AudioProcessor is closed")
+            block = MonoBlock(samples, self.controls)
+            return await asyncio.wrap_future(self._lane.submit_frame(denoiser, block))  # type: ignore[no-any-return]
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate `process_samples` takes (the engine's)."""
+        return self._engine.sample_rate
+
+    @property
+    def delay_s(self) -> float:
+        """The output's constant delay for `process_samples` blocks of whole hops."""
+        return self._engine.delay_samples / self._engine.sample_rate
 
     async def ready(self) -> bool:
         """Wait for the model to load (libDF: ~0.5 s of CPU; batched: at once), so the first
@@ -197,19 +226,19 @@ class AudioProcessor:
 
     @property
     def enabled(self) -> bool:
-        return self._enabled
+        return self.controls.enabled
 
     @enabled.setter
     def enabled(self, value: bool) -> None:
-        self._enabled = validate_enabled(value)
+        self.controls = Controls.checked(value, self.controls.atten_lim_db)
 
     @property
     def atten_lim_db(self) -> float:
-        return self._atten_lim_db
+        return self.controls.atten_lim_db
 
     @atten_lim_db.setter
     def atten_lim_db(self, value: float) -> None:
-        self._atten_lim_db = validate_atten_lim(value)
+        self.controls = Controls.checked(self.controls.enabled, value)
 
     @property
     def denoiser(self) -> Denoiser | None:

@@ -15,17 +15,42 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from types import TracebackType
+from typing import overload
 
 import av
 import numpy as np
 import numpy.typing as npt
 
-from denoise.audio import FrameCodec, FrameFormat, Planar, SampleFifo, stream_lag
+from denoise.audio import FrameCodec, FrameFormat, Mono, Planar, SampleFifo, stream_lag
 from denoise.engine import ATTEN_LIM_MAX_DB, DeepFilterNet3, Engine, EngineState, validate_atten_lim
 from denoise.exceptions import FormatError, FormatUnknownError, InvalidSettingError, StreamClosedError
 
 CROSSFADE_MS = 15.0
 SNR_SMOOTHING_S = 0.2  # time constant of the exponential average of the model's local SNR
+
+
+@dataclass(frozen=True, slots=True)
+class Controls:
+    """A stream's live controls as one immutable value: replacing it is atomic, so whoever
+    holds it needs no lock. Build client input with `checked`; the engine trusts a Controls."""
+
+    enabled: bool = True
+    atten_lim_db: float = ATTEN_LIM_MAX_DB
+
+    @classmethod
+    def checked(cls, enabled: object, atten_lim_db: object) -> Controls:
+        """Controls from unchecked values; InvalidSettingError for a wrong type or range."""
+        return cls(validate_enabled(enabled), validate_atten_lim(atten_lim_db))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class MonoBlock:
+    """Mono float32 samples at the engine's rate, with the controls to apply to them: what a
+    live stream hands the engine in place of a frame (no format conversion either way; blocks
+    of whole hops, e.g. 960 samples, keep the delay at the engine's own)."""
+
+    samples: Mono
+    controls: Controls
 
 
 @dataclass(frozen=True)
@@ -37,6 +62,7 @@ class FrameJob:
     hops: npt.NDArray[np.float32]  # (count, hop_size); count may be 0
     pts: int | None
     time_base: Fraction | None
+    controls: Controls | None = None  # a MonoBlock's (its result is then a Mono block)
 
 
 class _Pipeline:
@@ -152,37 +178,57 @@ class Denoiser:
 
     # -- processing -------------------------------------------------------------------------
 
-    def process(self, frame: av.AudioFrame) -> av.AudioFrame:
-        """Denoise one frame; returns a new frame of the same format, size, pts and time base."""
+    @overload
+    def process(self, frame: av.AudioFrame) -> av.AudioFrame: ...
+
+    @overload
+    def process(self, frame: MonoBlock) -> Mono: ...
+
+    def process(self, frame: av.AudioFrame | MonoBlock) -> av.AudioFrame | Mono:
+        """Denoise one frame; returns a new frame of the same format, size, pts and time base.
+        A `MonoBlock` returns its denoised samples, mixed by the block's own controls."""
         job = self.prepare(frame)
         results = [job.state.process_hop(hop) for hop in job.hops]
         outputs = np.array([out for out, _ in results], np.float32).reshape(len(results), -1)
         return self.complete(job, outputs, [snr for _, snr in results])
 
-    def prepare(self, frame: av.AudioFrame) -> FrameJob:
+    def prepare(self, frame: av.AudioFrame | MonoBlock) -> FrameJob:
         """First half of `process()`: buffer `frame` and cut the whole hops now due for the model.
         Run them through `job.state` (or a batch of states), then call `complete()`. A stream's
         frames go through prepare/complete strictly one after the other."""
         with self._lock:
             state = self._live_state()
-            pipe = self._pipeline_for(frame)
-            if self._applied_atten != self._atten_lim_db:
-                self._applied_atten = self._atten_lim_db
-                state.set_atten_lim(self._applied_atten)
-            pipe.dry.push(pipe.codec.planar(frame))
-            pipe.hops.push(pipe.codec.model_input(frame).reshape(1, -1))
+            if isinstance(frame, MonoBlock):
+                rate = self._engine.sample_rate
+                pipe = self._pipeline_for(FrameFormat(rate, "mono", "flt", frame.samples.shape[0], 1))
+                self._apply_atten(state, frame.controls.atten_lim_db)
+                block = frame.samples.reshape(1, -1)
+                pipe.dry.push(block)
+                pipe.hops.push(block)
+                pts, time_base, controls = None, None, frame.controls
+            else:
+                pipe = self._pipeline_for(FrameFormat.of(frame))
+                self._apply_atten(state, self._atten_lim_db)
+                pipe.dry.push(pipe.codec.planar(frame))
+                pipe.hops.push(pipe.codec.model_input(frame).reshape(1, -1))
+                pts, time_base, controls = frame.pts, frame.time_base, None
             hop = self._engine.hop_size
             count = len(pipe.hops) // hop
             hops = (
                 pipe.hops.pop(count * hop)[0].reshape(count, hop) if count else np.zeros((0, hop), np.float32)
             )
-            return FrameJob(state, pipe, hops, frame.pts, frame.time_base)
+            return FrameJob(state, pipe, hops, pts, time_base, controls)
+
+    def _apply_atten(self, state: EngineState, atten_lim_db: float) -> None:
+        if self._applied_atten != atten_lim_db:
+            self._applied_atten = atten_lim_db
+            state.set_atten_lim(atten_lim_db)
 
     def complete(
         self, job: FrameJob, denoised: npt.NDArray[np.float32], snrs: Sequence[float]
-    ) -> av.AudioFrame:
+    ) -> av.AudioFrame | Mono:
         """Second half of `process()`: the model's output for `job.hops` (same shape) and local
-        SNRs in; the output frame out."""
+        SNRs in; the output frame out (a Mono block for a MonoBlock's job)."""
         with self._lock:
             self._live_state()
             pipe = job.pipe
@@ -194,20 +240,20 @@ class Denoiser:
                 flat[:muted] = 0.0
                 pipe.warmup -= muted
             if flat.size:
-                pipe.wet.push(pipe.codec.from_model(flat))
+                pipe.wet.push(flat.reshape(1, -1) if job.controls else pipe.codec.from_model(flat))
             count = pipe.fmt.samples
             if len(pipe.wet) < count:
                 raise FormatError(f"internal buffering fell short for {pipe.fmt}")  # a bug, not input
-            mixed = self._mix(pipe, pipe.wet.pop(count), pipe.dry.pop(count))
-            return pipe.codec.frame(mixed, job.pts, job.time_base)
+            enabled = job.controls.enabled if job.controls else self._enabled
+            mixed = self._mix(pipe, pipe.wet.pop(count), pipe.dry.pop(count), enabled)
+            return mixed[0] if job.controls else pipe.codec.frame(mixed, job.pts, job.time_base)
 
     def _live_state(self) -> EngineState:
         if self._state is None:
             raise StreamClosedError("this Denoiser is closed")
         return self._state
 
-    def _pipeline_for(self, frame: av.AudioFrame) -> _Pipeline:
-        fmt = FrameFormat.of(frame)
+    def _pipeline_for(self, fmt: FrameFormat) -> _Pipeline:
         if self._pipeline is None:
             self._pipeline = _Pipeline(fmt, self._engine)
         elif fmt != self._pipeline.fmt:
@@ -218,8 +264,8 @@ class Denoiser:
         last = self._snr_db
         self._snr_db = lsnr if last is None else last + self._snr_alpha * (lsnr - last)
 
-    def _mix(self, pipe: _Pipeline, wet: Planar, dry: Planar) -> Planar:
-        target = 1.0 if self._enabled else 0.0
+    def _mix(self, pipe: _Pipeline, wet: Planar, dry: Planar, enabled: bool) -> Planar:
+        target = 1.0 if enabled else 0.0
         start = self._gain
         if start == target:
             return wet if target == 1.0 else dry

@@ -19,9 +19,9 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from rest_framework.request import Request
-from rest_framework.response import Response
-from rest_framework.views import APIView
+from django.http import HttpRequest, JsonResponse
+
+from fc25_denoise.api import endpoint, reply
 
 # The identity in the TURN username of the server's own peer connections.
 SERVER_IDENTITY = "server"
@@ -70,13 +70,9 @@ def ice_servers_for(
     return servers
 
 
-class IceServersView(APIView):
+@endpoint("GET")
+async def ice_servers_view(request: HttpRequest, user: AbstractBaseUser) -> JsonResponse:
     """GET /api/ice-servers/: the signed-in user's RTCIceServer list, fresh TURN credentials included."""
-
-    def get(self, request: Request) -> Response:
-        body = {
-            "iceServers": ice_servers_for(request.user),
-            "ttl": settings.TURN_TTL_S if turn_configured() else None,
-        }
-        # Credentials: never cached by the browser or a proxy.
-        return Response(body, headers={"Cache-Control": "no-store"})
+    body = {"iceServers": ice_servers_for(user), "ttl": settings.TURN_TTL_S if turn_configured() else None}
+    # Credentials: never cached by the browser or a proxy.
+    return reply(body, **{"Cache-Control": "no-store"})

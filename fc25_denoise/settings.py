@@ -57,7 +57,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
-    "rest_framework",
     "channels",
     "users",
     "streams",
@@ -67,7 +66,6 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "fc25_denoise.middleware.BodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -142,15 +140,9 @@ STORAGES = {
 }
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "fc25_denoise.api_errors.exception_handler",
-    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-}
-# Bodies above 64 KB are refused before parsing (413), see fc25_denoise.api_errors.
+# JSON API (fc25_denoise/api.py): a CSRF refusal under /api/ is JSON too.
+CSRF_FAILURE_VIEW = "fc25_denoise.api.csrf_failure"
+# Bodies above 64 KB are refused with 413 (fc25_denoise.api; before reading, fc25_denoise.asgi).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
 
@@ -241,8 +233,6 @@ LOGGING = {
 }
 
 # --- users (accounts & friends API) ---
-# Bodies nested too deep for Python's JSON decoder are a 400, not a RecursionError (500).
-REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["fc25_denoise.api_parsers.JSONParser"]
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers take SQLite's write lock at BEGIN and wait up to 20 s for each other, instead of
     # failing with "database is locked" when two transactions upgrade their locks at once.

@@ -6,9 +6,9 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from fc25_denoise.errors import NotFound
 from fc25_denoise.ice import ice_servers_for
 from users import friendships, preferences
-from users.exceptions import NotFound
 
 
 @login_required

@@ -1,13 +1,26 @@
 """What the live path tells the rest of the system about a stream.
 
-`StreamRegistry` calls these after the database change they describe has committed;
-`streams.presence.service.Presence` implements them (fan-out to friends, cross-process state).
+`StreamRegistry` and its sessions call these after the database change they describe has
+committed; `streams.presence.service.Presence` implements them (fan-out to friends,
+cross-process state). The receiver's store may be down: `EVENT_ERRORS` are what a call may
+then raise, and `tell` is how the live path reports without being undone or blocked by that.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from collections.abc import Awaitable
 from typing import Protocol
+
+from redis.exceptions import RedisError
+
+from fc25_denoise.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+# What an implementation may raise when its store is unreachable: such a call ends no stream.
+EVENT_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, RedisError)
 
 
 class StreamEvents(Protocol):
@@ -24,3 +37,11 @@ class StreamEvents(Protocol):
     async def is_online(self, user_id: int) -> bool:
         """True while the user has at least one open presence socket on any process."""
         ...
+
+
+async def tell(call: Awaitable[None]) -> None:
+    """Await one event call; a failure is logged, never raised into the live path."""
+    try:
+        await call
+    except (*EVENT_ERRORS, DomainError) as exc:
+        log.warning("A stream event was not delivered: %s", exc)

@@ -8,7 +8,7 @@ from streams.recordings import views as recording_views
 
 urlpatterns: list[URLPattern] = [
     # <key> is a username for GET and a recording id for PATCH/DELETE (usernames may be all digits).
-    path("recordings/<str:key>/", recording_views.RecordingsView.as_view(), name="recordings"),
+    path("recordings/<str:key>/", recording_views.recordings_view, name="recordings"),
     path(
         "recordings/<int:recording_id>/audio/",
         recording_views.recording_file,

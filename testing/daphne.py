@@ -73,9 +73,10 @@ class DaphneServer:
 
     start() = spawn() + wait_ready(); several servers can be spawned first and awaited together."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, root: Path = ROOT) -> None:
         self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "fc25_denoise.settings", **env}
         self.log_path = log_path
+        self.root = root  # the checkout whose code it serves (the live bench compares two)
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -89,7 +90,9 @@ class DaphneServer:
         self.port = free_port()
         args = [str(DAPHNE), "-b", "127.0.0.1", "-p", str(self.port), "fc25_denoise.asgi:application"]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                args, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until /healthz answers 200 (a starting process offers no event to wait on: poll)."""

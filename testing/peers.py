@@ -45,14 +45,22 @@ def read_wav(path: str) -> np.ndarray:
 
 class ArrayTrack(MediaStreamTrack):
     """Plays `samples` (mono int16) once, in real time; then silence, or the end with `end=True`.
-    `real_time=False` hands out the frames as fast as they are asked for; `loop=True` repeats."""
+    `real_time=False` hands out the frames as fast as they are asked for; `loop=True` repeats;
+    `stereo=True` hands out s16 stereo frames, as aiortc's Opus decoder does."""
 
     kind = "audio"
 
     def __init__(
-        self, samples: np.ndarray, *, end: bool = False, real_time: bool = True, loop: bool = False
+        self,
+        samples: np.ndarray,
+        *,
+        end: bool = False,
+        real_time: bool = True,
+        loop: bool = False,
+        stereo: bool = False,
     ) -> None:
         super().__init__()
+        self._stereo = stereo
         self._samples = samples
         self._end = end
         self._real_time = real_time
@@ -85,8 +93,11 @@ class ArrayTrack(MediaStreamTrack):
             self.stop()
             raise MediaStreamError
         self._pos += len(chunk)
+        mono = np.pad(chunk, (0, FRAME - len(chunk)))
         frame = av.AudioFrame.from_ndarray(
-            np.pad(chunk, (0, FRAME - len(chunk))).reshape(1, -1), format="s16", layout="mono"
+            np.repeat(mono, 2).reshape(1, -1) if self._stereo else mono.reshape(1, -1),
+            format="s16",
+            layout="stereo" if self._stereo else "mono",
         )
         frame.sample_rate = RATE
         frame.pts = self._sent * FRAME
@@ -196,10 +207,9 @@ class ServicesClient(AsyncClient):
         super().__init__(**kwargs)
         self.services = services
 
-    def _base_scope(self, **request: Any) -> dict[str, Any]:
-        return {**super()._base_scope(**request), "services": self.services}
-
     async def request(self, **request: Any) -> Any:
+        # request() takes the ASGI scope's keys (Django builds the scope from them).
+        request.setdefault("services", self.services)
         # Like Django's ASGIHandler under Daphne (the test handler skips it): sync code of this
         # request gets its own thread, not asgiref's single shared one, which background tasks
         # (ending a stream, presence) also need while the request waits for them.

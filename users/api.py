@@ -1,75 +1,74 @@
-"""Friends JSON API: validate the input, call users.friendships, shape the answer."""
+"""Friends JSON API: fc25_denoise.api checks the caller and the body; these call users.friendships
+(in a database thread) and shape the answer."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from rest_framework import status
-from rest_framework.exceptions import APIException
-from rest_framework.request import Request
-from rest_framework.response import Response
-from rest_framework.views import APIView
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from fc25_denoise.api import combine, endpoint, reply
+from fc25_denoise.errors import BadRequest
 from users import friendships, preferences
-from users.exceptions import FriendshipError
 from users.models import FriendRequest, User
-from users.serializers import UsernameInput, request_detail, request_item, user_summary
+from users.serializers import request_detail, request_item, search_result, user_summary
 
 
-class DomainError(APIException):
-    """A friend-graph rule refused the action; carries that rule's status code."""
-
-    def __init__(self, error: FriendshipError) -> None:
-        super().__init__(detail=str(error))
-        self.status_code = error.status_code
+@endpoint("GET")
+async def search(request: HttpRequest, user: User) -> JsonResponse:
+    return reply(await sync_to_async(_search)(user, request.GET.get("q", "")))
 
 
-class FriendsAPIView(APIView):
-    def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, FriendshipError):
-            exc = DomainError(exc)
-        return super().handle_exception(exc)
+def _search(user: User, query: str) -> list[dict[str, Any]]:
+    found = friendships.search(user, query)
+    relation = friendships.relations(user, [other.pk for other in found])
+    return [search_result(other, relation[other.pk]) for other in found]
 
 
-class SearchView(FriendsAPIView):
-    def get(self, request: Request) -> Response:
-        found = friendships.search(request.user, request.query_params.get("q", ""))
-        relation = friendships.relations(request.user, [user.pk for user in found])
-        return Response([{**user_summary(user), "relation": relation[user.pk]} for user in found])
+@endpoint("GET")
+async def friend_list(request: HttpRequest, user: User) -> JsonResponse:
+    return reply(await sync_to_async(lambda: [user_summary(f) for f in friendships.friends_of(user)])())
 
 
-class FriendListView(FriendsAPIView):
-    def get(self, request: Request) -> Response:
-        return Response([user_summary(user) for user in friendships.friends_of(request.user)])
+@endpoint("DELETE")
+async def unfriend(request: HttpRequest, user: User, username: str) -> HttpResponse:
+    await sync_to_async(friendships.unfriend)(user, username)
+    return HttpResponse(status=204)
 
 
-class FriendView(FriendsAPIView):
-    def delete(self, request: Request, username: str) -> Response:
-        friendships.unfriend(request.user, username)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+@endpoint("GET")
+async def pending_requests(request: HttpRequest, user: User) -> JsonResponse:
+    incoming, outgoing = await sync_to_async(friendships.pending_requests)(user)
+    return reply(
+        {
+            "incoming": [request_item(item, item.from_user) for item in incoming],
+            "outgoing": [request_item(item, item.to_user) for item in outgoing],
+        }
+    )
 
 
-class FriendRequestListView(FriendsAPIView):
-    def get(self, request: Request) -> Response:
-        incoming, outgoing = friendships.pending_requests(request.user)
-        return Response(
-            {
-                "incoming": [request_item(item, item.from_user) for item in incoming],
-                "outgoing": [request_item(item, item.to_user) for item in outgoing],
-            }
-        )
+def username_field(body: dict[str, Any]) -> str:
+    """The body's "username": a non-blank string a username column can hold."""
+    value = body.get("username")
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest('"username" must be a non-empty string.')
+    value = value.strip()
+    if len(value) > friendships.USERNAME_MAX or not friendships.storable(value):
+        raise BadRequest(f'"username" must be at most {friendships.USERNAME_MAX} characters, without NUL.')
+    return value
 
 
-class FriendRequestCreateView(FriendsAPIView):
-    def post(self, request: Request) -> Response:
-        body = UsernameInput(data=request.data)
-        body.is_valid(raise_exception=True)
-        sent = friendships.send_request(request.user, body.validated_data["username"])
-        # Completing a crossed request creates nothing new, hence 200 rather than 201.
-        created = sent.status == FriendRequest.Status.PENDING
-        return Response(
-            request_detail(sent), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
-        )
+@endpoint("POST", json_body=True)
+async def send_request(request: HttpRequest, user: User, body: dict[str, Any]) -> JsonResponse:
+    sent = await sync_to_async(_send)(user, username_field(body))
+    # Completing a crossed request creates nothing new, hence 200 rather than 201.
+    return reply(sent, status=201 if sent["status"] == FriendRequest.Status.PENDING else 200)
+
+
+def _send(user: User, username: str) -> dict[str, Any]:
+    return request_detail(friendships.send_request(user, username))
 
 
 DECISIONS: dict[str, Callable[[User, int], FriendRequest]] = {
@@ -79,18 +78,22 @@ DECISIONS: dict[str, Callable[[User, int], FriendRequest]] = {
 }
 
 
-class FriendRequestDecisionView(FriendsAPIView):
+@endpoint("POST")
+async def decide(request: HttpRequest, user: User, request_id: int, decision: str) -> JsonResponse:
     """accept / reject (addressee only) and cancel (sender only); the URL conf passes `decision`."""
+    decided = await sync_to_async(lambda: request_detail(DECISIONS[decision](user, request_id)))()
+    return reply(decided)
 
-    def post(self, request: Request, request_id: int, decision: str) -> Response:
-        return Response(request_detail(DECISIONS[decision](request.user, request_id)))
+
+@endpoint("GET")
+async def noise_preference(request: HttpRequest, user: User) -> JsonResponse:
+    """GET /api/me/noise/: the caller's remembered noise choice {denoise, atten_lim_db}."""
+    return reply(preferences.noise_of(user))
 
 
-class NoisePreferenceView(FriendsAPIView):
-    """GET/PATCH /api/me/noise/: the caller's remembered noise choice {denoise, atten_lim_db}."""
+@endpoint("PATCH", json_body=True)
+async def change_noise_preference(request: HttpRequest, user: User, body: dict[str, Any]) -> JsonResponse:
+    return reply(await sync_to_async(preferences.update_noise)(user, body))
 
-    def get(self, request: Request) -> Response:
-        return Response(preferences.noise_of(request.user))
 
-    def patch(self, request: Request) -> Response:
-        return Response(preferences.update_noise(request.user, request.data))
+noise = combine(noise_preference, change_noise_preference)

@@ -13,8 +13,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
 
+from fc25_denoise.errors import BadRequest, Conflict, Forbidden, NotFound
 from users import signals
-from users.exceptions import Conflict, InvalidRequest, NotAllowed, NotFound
 from users.models import FriendRequest, Friendship, User
 
 Status = FriendRequest.Status
@@ -86,7 +86,7 @@ def send_request(sender: User, username: str) -> FriendRequest:
     """Send a request; if the addressee already asked us, accept theirs instead."""
     target = find_user(username)
     if target.pk == sender.pk:
-        raise InvalidRequest("You cannot send a friend request to yourself.")
+        raise BadRequest("You cannot send a friend request to yourself.")
     try:
         with transaction.atomic():
             _lock_pair(sender, target)
@@ -125,7 +125,7 @@ def _decide(user: User, request_id: int, *, as_sender: bool, new_status: str) ->
                 if user.pk not in (request.from_user_id, request.to_user_id):
                     raise NotFound(f"No friend request with id {request_id}.")
                 role = "sender" if as_sender else "addressee"
-                raise NotAllowed(f"Only the request's {role} can do that.")
+                raise Forbidden(f"Only the request's {role} can do that.")
             _lock_pair(request.from_user, request.to_user)
             request.refresh_from_db(fields=["status"])
             if request.status != Status.PENDING:
@@ -157,7 +157,7 @@ def cancel(user: User, request_id: int) -> FriendRequest:
 def unfriend(user: User, username: str) -> None:
     other = find_user(username)
     if other.pk == user.pk:
-        raise InvalidRequest("You cannot unfriend yourself.")
+        raise BadRequest("You cannot unfriend yourself.")
     with transaction.atomic():
         _lock_pair(user, other)
         ida, idb = _pair(user, other)

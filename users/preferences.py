@@ -6,7 +6,7 @@ from typing import Any
 
 from denoise.engine import validate_atten_lim
 from denoise.exceptions import InvalidSettingError
-from users.exceptions import InvalidRequest
+from fc25_denoise.errors import BadRequest
 from users.models import User
 
 FIELDS = {"denoise", "atten_lim_db"}
@@ -17,19 +17,19 @@ def noise_of(user: User) -> dict[str, Any]:
 
 
 def update_noise(user: User, change: object) -> dict[str, Any]:
-    """Apply a partial {"denoise", "atten_lim_db"} change; InvalidRequest (nothing saved) if bad."""
+    """Apply a partial {"denoise", "atten_lim_db"} change; BadRequest (nothing saved) if bad."""
     if not isinstance(change, dict) or not change or set(change) - FIELDS:
-        raise InvalidRequest('Send a JSON object with "denoise" and/or "atten_lim_db".')
+        raise BadRequest('Send a JSON object with "denoise" and/or "atten_lim_db".')
     fields = {}
     if "denoise" in change:
         if not isinstance(change["denoise"], bool):
-            raise InvalidRequest('"denoise" must be true or false.')
+            raise BadRequest('"denoise" must be true or false.')
         fields["noise_denoise"] = change["denoise"]
     if "atten_lim_db" in change:
         try:
             fields["noise_atten_lim_db"] = validate_atten_lim(change["atten_lim_db"])
         except InvalidSettingError as exc:
-            raise InvalidRequest('"atten_lim_db" must be a number from 0 to 100.') from exc
+            raise BadRequest('"atten_lim_db" must be a number from 0 to 100.') from exc
     User.objects.filter(pk=user.pk).update(**fields)
     for name, value in fields.items():
         setattr(user, name, value)

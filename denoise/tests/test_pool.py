@@ -12,8 +12,8 @@ import pytest
 from denoise.engine import ATTEN_LIM_MAX_DB, DeepFilterNet3, DfState, Engine
 from denoise.exceptions import EngineError, InvalidSettingError, StreamClosedError
 from denoise.pool import ENGINES, AudioProcessor, ProcessorPool
-from denoise.stream import Denoiser
-from testing.frames import RATE, read_int16, samples_of, stereo_frames
+from denoise.stream import Controls, Denoiser
+from testing.frames import RATE, read_int16, samples_of, stereo_frames, to_frames
 from testing.peers import wait_for
 
 SECONDS = 1.5
@@ -163,3 +163,26 @@ async def test_an_unknown_engine_name_is_refused_at_open(monkeypatch: pytest.Mon
     async with ProcessorPool() as pool:
         with pytest.raises(EngineError, match="DENOISE_ENGINE"):
             pool.open()
+
+
+@pytest.mark.parametrize("engine", ["batched", "libdf"])
+async def test_mono_samples_match_the_frame_path_and_follow_the_controls(
+    streams: list[list[av.AudioFrame]], engine: str, monkeypatch: pytest.MonkeyPatch
+):
+    """process_samples (a live stream's mono float32 blocks) is process() without conversions."""
+    monkeypatch.setenv("DENOISE_ENGINE", engine)
+    mono = samples_of(streams[0])[:, 0].astype(np.float32) / 32768
+    frames = to_frames(mono, RATE, 960, "mono", "flt")
+    async with ProcessorPool() as pool:
+        by_frame, by_samples = pool.open(atten_lim_db=40.0), pool.open(atten_lim_db=40.0)
+        assert by_samples.delay_s == pytest.approx(0.03)
+        want, got = [], []
+        for i, frame in enumerate(frames):
+            if i == len(frames) // 2:  # the controls change half-way, as one value
+                by_frame.enabled = False
+                by_samples.controls = Controls(False, 40.0)
+            want.append((await by_frame.process(frame)).to_ndarray()[0])
+            got.append(await by_samples.process_samples(frame.to_ndarray()[0]))
+        by_frame.close()
+        by_samples.close()
+    np.testing.assert_allclose(np.concatenate(got), np.concatenate(want), atol=1e-5)

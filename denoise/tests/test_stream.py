@@ -7,7 +7,7 @@ import pytest
 import soxr
 
 from denoise.exceptions import FormatError, FormatUnknownError, InvalidSettingError, StreamClosedError
-from denoise.stream import Denoiser, algorithmic_delay
+from denoise.stream import Controls, Denoiser, MonoBlock, algorithmic_delay
 from testing.frames import RATE, Int16, run, samples_of, stereo_frames, to_frames
 from testing.quality import aligned, pesq_wb, stoi_score
 
@@ -151,3 +151,27 @@ def test_closed_denoiser_refuses_frames(noisy: Int16):
     assert den.closed
     with pytest.raises(StreamClosedError):
         den.process(frame)
+
+
+def test_mono_samples_match_mono_float_frames_and_follow_the_given_controls(noisy: Int16):
+    """A MonoBlock is the frame path without the conversions: same output, sample for sample."""
+    excerpt = (noisy[RATE : 2 * RATE] / 32768.0).astype(np.float32)
+    frames = to_frames(excerpt, RATE, 960, "mono", "flt")
+    half = len(frames) // 2
+    with Denoiser(atten_lim_db=30.0) as by_frame, Denoiser() as by_samples:
+        want = samples_of(run(by_frame, frames[:half]))[:, 0]
+        got = [by_samples.process(MonoBlock(f.to_ndarray()[0], Controls(True, 30.0))) for f in frames[:half]]
+        by_frame.enabled = False
+        want = np.concatenate([want, samples_of(run(by_frame, frames[half:]))[:, 0]])
+        got += [
+            by_samples.process(MonoBlock(f.to_ndarray()[0], Controls(False, 30.0))) for f in frames[half:]
+        ]
+        assert by_samples.enabled is True  # its own controls were not used
+    np.testing.assert_allclose(np.concatenate(got), want, atol=1e-6)
+
+
+def test_checked_controls_refuse_wrong_types_and_ranges():
+    assert Controls.checked(False, 40) == Controls(False, 40.0)
+    for enabled, atten in ((1, 50.0), (True, -1.0), (True, "50"), (True, True)):
+        with pytest.raises(InvalidSettingError):
+            Controls.checked(enabled, atten)

@@ -8,6 +8,9 @@ Every page state visited is checked with axe-core (no serious or critical violat
 from __future__ import annotations
 
 import re
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,8 @@ from testing.pages import (
     Person,
     become_friends,
     friend_listens_scenario,
+    go_live,
+    listen,
     start_streaming,
     stop_streaming,
 )
@@ -241,3 +246,42 @@ def test_no_socket_no_microphone_and_strangers(people: MakePerson) -> None:
     assert response.status == 404
     expect(page.get_by_role("heading", level=1)).to_contain_text("There is no user called")
     carol.assert_accessible("no such user page")
+
+
+@contextmanager
+def server_frozen(server: LiveServer) -> Iterator[None]:
+    """The server stops answering anything (SIGSTOP) until the block exits: to the pages, the
+    network or the server is gone."""
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+
+
+def test_a_network_drop_shows_reconnecting_and_the_stream_goes_on(
+    people: MakePerson, daphne_server: LiveServer
+) -> None:
+    """The server goes silent for a few seconds (less than its 10 s media timeout): each page
+    says "Reconnecting…", then both carry on with the same stream and the same recording."""
+    alice, bob = people("alice"), people("bob")
+    become_friends(alice, bob)
+    go_live(alice, bob)
+    listen(alice, bob)
+    with server_frozen(daphne_server):
+        expect(alice.page.locator("#on-air")).to_have_attribute("data-state", "reconnecting", timeout=9000)
+        expect(alice.page.locator("#stream-chip")).to_have_text("Reconnecting…")
+        expect(bob.page.locator("#friend-live")).to_have_attribute(
+            "data-listen", "reconnecting", timeout=9000
+        )
+        expect(bob.page.locator("#listen-state")).to_contain_text("Reconnecting")
+        alice.assert_accessible("main page, reconnecting")
+    expect(alice.page.locator("#on-air")).to_have_attribute("data-state", "live", timeout=15000)
+    expect(bob.page.locator("#friend-live")).to_have_attribute("data-listen", "listening", timeout=20000)
+    bob.meter_above("#heard-meter", 10)
+    expect(alice.page.locator("#stream-message")).to_be_empty()
+    assert len(alice.context.request.get("/api/recordings/alice/").json()) == 1  # the same stream
+    stop_streaming(alice)
+    assert alice.errors == []
+    assert bob.errors == []

@@ -37,7 +37,9 @@ const LOOK = {
 };
 
 const STORAGE_KEY = "rd-live-session";
-const HEAL_WAIT_MS = 2500; // a "disconnected" connection often heals by itself; wait before replacing it
+// A "disconnected" connection often heals by itself once the network is back: wait that long
+// before offering the server a new one (the old one is kept until a new one works).
+const HEAL_WAIT_MS = 8000;
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 8000;
 const GIVE_UP_MS = 120000;
@@ -157,14 +159,14 @@ export class Broadcaster {
     sessionStorage.removeItem(STORAGE_KEY);
   }
 
-  /** Publish the microphone to `session`, replacing any connection this page had. */
+  /** Publish the microphone to `session`; the connection this page had is closed only once
+   * the new one works (while it is merely disconnected it may still heal). */
   async connect(session) {
-    if (this.pc) this.pc.close();
-    this.pc = null;
     const pc = await publish(this.mic, session.session_id, {
       onState: (state) => this.pc === pc && this.connectionChanged(state),
       onLost: () => this.pc === pc && this.reconnectSoon(0),
     });
+    if (this.pc) this.pc.close();
     this.pc = pc;
     const parsed = Date.parse(session.started_at);
     this.timer.start(Number.isNaN(parsed) ? this.clock.now() : parsed);
@@ -177,6 +179,8 @@ export class Broadcaster {
   connectionChanged(state) {
     clearTimeout(this.healTimer);
     if (state === "connected" && this.state === State.RECONNECTING) {
+      clearTimeout(this.retry.timer);
+      this.retry.since = 0;
       this.setState(State.LIVE, "");
       this.announce("Reconnected: you are live again.");
     } else if (state === "disconnected" && this.state === State.LIVE) {
@@ -214,7 +218,9 @@ export class Broadcaster {
         this.setState(State.ENDED, "The server could not be reached for two minutes, so your stream stopped. Press Go live again when you are back online.");
         return;
       }
-      this.message.show(`Still reconnecting: ${err.message}`, { error: true });
+      // 409: the server still holds the old connection, which may yet heal or time out
+      const why = err.status === 409 ? "waiting for the connection to come back." : err.message;
+      this.message.show(`Still reconnecting: ${why}`, { error: true });
       this.retry.delay = Math.min(this.retry.delay * 2, RETRY_MAX_MS);
       this.retry.timer = setTimeout(() => this.reconnect(), this.retry.delay);
     }
@@ -256,8 +262,9 @@ export class Broadcaster {
     } catch (err) {
       await this.release(false);
       this.forget();
-      this.setState(err.status === 404 ? State.ENDED : State.ELSEWHERE,
-        err.status === 404 ? "Your stream ended while the page reloaded." : err.message);
+      const words = { 404: "Your stream ended while the page reloaded.",
+        409: "The server still holds your stream from before the reload. Press Stop it here, or wait: it ends by itself." };
+      this.setState(err.status === 404 ? State.ENDED : State.ELSEWHERE, words[err.status] || err.message);
     }
   }
 

@@ -13,7 +13,7 @@ export const ListenState = Object.freeze({
   RECONNECTING: "reconnecting",
 });
 
-const HEAL_WAIT_MS = 2500;
+const HEAL_WAIT_MS = 8000; // a "disconnected" connection often heals by itself: wait before replacing it
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 8000;
 const REJOIN_MS = 60000;
@@ -86,7 +86,7 @@ export class Listener {
         pc.close();
         return;
       }
-      this.drop();
+      this.drop(); // the old connection, if any, only now: it might have healed meanwhile
       this.pc = pc;
       // Chromium feeds Web Audio from a remote WebRTC stream only while a media element plays it.
       this.nodes.audio.srcObject = stream;
@@ -112,6 +112,7 @@ export class Listener {
 
   connectionChanged(state) {
     if (state === "connected" && this.state === ListenState.RECONNECTING) {
+      clearTimeout(this.retry.timer);
       this.message.clear();
       this.setState(ListenState.LISTENING);
     } else if (state === "disconnected" && this.state === ListenState.LISTENING) {

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from streams.exceptions import BadRequest, Conflict, Forbidden, NotFound, StreamError, Unavailable
+from fc25_denoise.errors import BadRequest, Conflict, DomainError, Forbidden, NotFound, Unavailable
 from streams.live.pipeline import detached
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ try:
     LAYER_ERRORS = (*LAYER_ERRORS, RedisError)
 except ImportError:  # redis is optional without REDIS_URL
     pass
-_BY_STATUS: dict[int, type[StreamError]] = {
+_BY_STATUS: dict[int, type[DomainError]] = {
     400: BadRequest,
     403: Forbidden,
     404: NotFound,
@@ -45,10 +45,10 @@ class Reply:
     body: dict[str, Any]
 
     def result(self) -> dict[str, Any]:
-        """The owner's body, or the owner's error raised here as the same StreamError."""
+        """The owner's body, or the owner's error raised here as the same DomainError."""
         if self.status < 400:
             return self.body
-        error = _BY_STATUS.get(self.status, StreamError)(str(self.body.get("error") or "The request failed."))
+        error = _BY_STATUS.get(self.status, DomainError)(str(self.body.get("error") or "The request failed."))
         error.status_code = self.status
         raise error
 
@@ -112,7 +112,7 @@ class ControlBus:
     async def _run(self, action: str, args: dict[str, Any]) -> Reply:
         try:
             return Reply(200, await self._handler(action, args))
-        except StreamError as exc:
+        except DomainError as exc:
             return Reply(exc.status_code, {"error": str(exc)})
 
     async def _serve(self) -> None:

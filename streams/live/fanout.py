@@ -1,4 +1,5 @@
-"""Fan-out of one live session's audio: encode once to Opus, copy the bytes to every listener.
+"""Fan-out of one live session's audio: the one encoded stream (`streams.live.opus`) copied,
+packet by packet, to every listener.
 
 Each listener owns a small bounded queue (`ListenerQueue`, ~200 ms). A listener whose sender
 stops draining loses its oldest packets (counted); the others are never held back by it.
@@ -7,69 +8,17 @@ stops draining loses its oldest packets (counted); the others are never held bac
 from __future__ import annotations
 
 import asyncio
-import fractions
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import av
-import numpy as np
-from av.audio.resampler import AudioResampler
-
-SAMPLE_RATE = 48_000
-FRAME_SAMPLES = 960  # 20 ms, what aiortc's Opus decoder yields and browsers send
-TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 QUEUE_PACKETS = 10  # 200 ms per listener
-OPUS_BITRATE = 48_000
 
 
 @dataclass(frozen=True, slots=True)
 class EncodedPacket:
     data: bytes
     arrival: float  # loop time at which the broadcaster frame it came from arrived
-
-
-class OpusEncoder:
-    """One session's Opus encoder: 20 ms mono packets (the microphone signal is mono).
-
-    Input frames may have any size and layout at 48 kHz; a re-chunking resampler turns them
-    into the 960-sample mono frames libopus needs (a pass-through at 960-sample input).
-    """
-
-    def __init__(self, bitrate: int = OPUS_BITRATE) -> None:
-        codec = av.CodecContext.create("libopus", "w")
-        codec.sample_rate = SAMPLE_RATE
-        codec.layout = "mono"
-        codec.format = "s16"
-        codec.bit_rate = bitrate
-        codec.time_base = TIME_BASE
-        codec.options = {"application": "audio", "frame_duration": "20"}
-        self._codec = codec
-        self._chunker = AudioResampler(
-            format="s16", layout="mono", rate=SAMPLE_RATE, frame_size=FRAME_SAMPLES
-        )
-
-    def encode(self, frame: av.AudioFrame) -> list[bytes]:
-        """Encode one frame; returns the 20 ms packets it completed (one for a 20 ms frame)."""
-        if frame.sample_rate != SAMPLE_RATE:
-            raise ValueError(f"expected {SAMPLE_RATE} Hz audio, got {frame.sample_rate} Hz")
-        packets: list[bytes] = []
-        for chunk in self._chunker.resample(frame):
-            packets.extend(bytes(p) for p in self._codec.encode(chunk))
-        return packets
-
-
-def silence_packet() -> bytes:
-    """An Opus packet of 20 ms of silence, sent to listeners while the broadcaster stalls."""
-    encoder = OpusEncoder()
-    packets: list[bytes] = []
-    while not packets:  # libopus may hold the first frame back
-        frame = av.AudioFrame.from_ndarray(
-            np.zeros((1, FRAME_SAMPLES), np.int16), format="s16", layout="mono"
-        )
-        frame.sample_rate = SAMPLE_RATE
-        packets = encoder.encode(frame)
-    return packets[-1]
 
 
 class ListenerQueue:

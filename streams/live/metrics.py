@@ -5,6 +5,9 @@ No module-level metric objects: tests and several registries in one process stay
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -63,3 +66,14 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def hand_off_observer(self, engine_delay_s: float) -> Callable[[float], None]:
+        """What a listener track calls per packet with its arrival time: one histogram
+        observation, the engine's constant delay read once (per session), not per packet."""
+        observe = self.server_latency.observe
+        clock = time.monotonic
+
+        def observed(arrival: float) -> None:
+            observe(clock() - arrival + engine_delay_s)
+
+        return observed

@@ -1,30 +1,37 @@
-"""The broadcaster's audio path inside one live session.
+"""The broadcaster's audio path inside one live session, in one format from entry to encode.
 
-    remote track ─reader─▶ inbox (bounded, drop oldest) ─worker─▶ engine (thread pool)
+    remote track ─reader─▶ mono float32, 48 kHz, 20 ms blocks (the one conversion)
+        ─▶ inbox (bounded, drop oldest) ─worker─▶ engine (thread pool)
         ─▶ Recorder.write(clean, raw) ─▶ Opus encode once (thread) ─▶ Hub ─▶ listener queues
 
-The reader always drains the remote track (an unread aiortc track queues frames forever) and
-stamps each frame's arrival; the worker handles frames one at a time, in order.
+The reader always drains the remote track (an unread aiortc track queues frames forever),
+converts each frame to what the engine consumes and stamps its arrival; the worker handles the
+blocks one at a time, in order. The engine, the recorder and the encoder all take that same
+mono array: no stage converts again (the recorder's int16 conversion runs in its own thread).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any, TypeVar
 
 import av
+import av.error
+import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.audio.resampler import AudioResampler
 
 from denoise.exceptions import DenoiseError
 from denoise.pool import AudioProcessor
-from streams.live.fanout import FRAME_SAMPLES, SAMPLE_RATE, EncodedPacket, Hub, OpusEncoder
+from streams.live.fanout import EncodedPacket, Hub
+from streams.live.lifecycle import EndReason
 from streams.live.metrics import Metrics
+from streams.live.opus import FRAME_SAMPLES, SAMPLE_RATE, Blocks, Mono, OpusEncoder
+from streams.live.tasks import TaskSet
 from streams.recordings.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -32,17 +39,42 @@ log = logging.getLogger(__name__)
 INBOX_FRAMES = 50  # 1 s of input may wait for the engine; older frames are dropped
 DRAIN_S = 2.0  # at the end, at most this long to record frames still waiting for the engine
 LATE_AFTER_S = FRAME_SAMPLES / SAMPLE_RATE  # a frame slower than real time is late
-T = TypeVar("T")
 
 
-def detached(coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
-    """A task that outlives the request that started it, in a fresh context.
+class EntryConverter:
+    """Any incoming audio frame to mono float32 at 48 kHz in 960-sample blocks.
 
-    A task copies the caller's contextvars; inside a Django request those hold asgiref's
-    per-request executor, which is gone once the response is sent, so `sync_to_async` in the
-    task would fail ("CurrentThreadExecutor already quit or is broken").
+    aiortc's frames (s16, packed stereo carrying one microphone, 48 kHz, 960 samples) take one
+    numpy pass: the channels' average, scaled to [-1, 1]. Other rates or sample formats are
+    first brought to 48 kHz planar float by swresample, keeping their channels, so the average
+    stays level-neutral (FFmpeg's own down-mix to float mono adds 3 dB).
     """
-    return asyncio.get_running_loop().create_task(coro, name=name, context=contextvars.Context())
+
+    def __init__(self) -> None:
+        self._resampler: AudioResampler | None = None
+        self._blocks = Blocks()
+
+    def convert(self, frame: av.AudioFrame) -> list[Mono]:
+        channels = frame.layout.nb_channels
+        if frame.format.name == "s16" and frame.sample_rate == SAMPLE_RATE:
+            samples = frame.to_ndarray().reshape(-1, channels)
+            mono = (
+                samples.mean(axis=1, dtype=np.float32) if channels > 1 else samples[:, 0].astype(np.float32)
+            )
+            return self._blocks.push(mono * np.float32(1 / 32768))
+        planar = np.concatenate(
+            [f.to_ndarray() for f in self._resample(frame)] or [np.zeros((channels, 0), np.float32)], axis=1
+        )
+        return self._blocks.push(planar.mean(axis=0, dtype=np.float32))
+
+    def _resample(self, frame: av.AudioFrame) -> list[av.AudioFrame]:
+        if self._resampler is None:
+            self._resampler = AudioResampler(format="fltp", layout=frame.layout.name, rate=SAMPLE_RATE)
+        try:
+            return self._resampler.resample(frame)
+        except ValueError:  # the track changed its format: start over with a fresh resampler
+            self._resampler = AudioResampler(format="fltp", layout=frame.layout.name, rate=SAMPLE_RATE)
+            return self._resampler.resample(frame)
 
 
 class AudioPipeline:
@@ -54,7 +86,7 @@ class AudioPipeline:
         hub: Hub,
         metrics: Metrics,
         encode_executor: Executor,
-        on_end: Callable[[str], None],
+        on_end: Callable[[EndReason], None],
     ) -> None:
         self._processor = processor
         self._recorder = recorder
@@ -63,9 +95,10 @@ class AudioPipeline:
         self._executor = encode_executor
         self._on_end = on_end  # asks the session to end, with a reason
         self._encoder = OpusEncoder()
-        self._inbox: deque[tuple[av.AudioFrame, float]] = deque()
+        self._inbox: deque[tuple[Mono, float]] = deque()
         self._ready = asyncio.Event()
         self._draining = False
+        self._tasks = TaskSet("pipeline", on_failure=lambda _exc: on_end(EndReason.INTERNAL_ERROR))
         self._reader: asyncio.Task[None] | None = None
         self._worker: asyncio.Task[None] | None = None
         self.last_media: float | None = None
@@ -74,50 +107,47 @@ class AudioPipeline:
         self.frames_out = 0
 
     def start(self, track: MediaStreamTrack) -> None:
-        self._reader = self._watch(detached(self._read(track), "pipeline-reader"))
-        self._worker = self._watch(detached(self._work(), "pipeline-worker"))
+        self._reader = self._tasks.spawn(self._read(track), "reader")
+        self._worker = self._tasks.spawn(self._work(), "worker")
 
     async def stop(self) -> None:
         """Take no more media, record what already arrived (bounded by DRAIN_S), then stop."""
         self._draining = True
         self._ready.set()
-        tasks = [t for t in (self._reader, self._worker) if t is not None]
         if self._reader is not None:
             self._reader.cancel()
         if self._worker is not None:
             _, pending = await asyncio.wait([self._worker], timeout=DRAIN_S)
             for task in pending:
                 task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _watch(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("The audio pipeline failed", exc_info=task.exception())
-            self._on_end("internal_error")
+        await self._tasks.join()
 
     async def _read(self, track: MediaStreamTrack) -> None:
+        entry = EntryConverter()
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
-                self._on_end("broadcaster_ended")
+                self._on_end(EndReason.BROADCASTER_ENDED)
                 return
             if not isinstance(frame, av.AudioFrame):
                 continue
             self.last_media = time.monotonic()
-            self.frames_in += 1
-            if len(self._inbox) >= INBOX_FRAMES:
-                self._inbox.popleft()
-                self._metrics.input_frames_dropped.inc()
-            self._inbox.append((frame, self.last_media))
+            try:
+                blocks = entry.convert(frame)
+            except (av.error.FFmpegError, ValueError) as exc:  # a frame libswresample refuses
+                log.warning("Dropped a broadcaster frame that cannot be converted: %s", exc)
+                continue
+            for block in blocks:
+                self.frames_in += 1
+                if len(self._inbox) >= INBOX_FRAMES:
+                    self._inbox.popleft()
+                    self._metrics.input_frames_dropped.inc()
+                self._inbox.append((block, self.last_media))
             self._ready.set()
 
-    async def _next(self) -> tuple[av.AudioFrame, float] | None:
-        """The oldest waiting frame; None once stopping has emptied the inbox."""
+    async def _next(self) -> tuple[Mono, float] | None:
+        """The oldest waiting block; None once stopping has emptied the inbox."""
         while not self._inbox:
             if self._draining:
                 return None
@@ -133,10 +163,10 @@ class AudioPipeline:
             self.frames_started += 1
             started = time.monotonic()
             try:
-                clean = await self._processor.process(raw)
+                clean = await self._processor.process_samples(raw)
             except DenoiseError as exc:
                 log.error("The engine failed: %s", exc)
-                self._on_end("engine_error")
+                self._on_end(EndReason.ENGINE_ERROR)
                 return
             engine_done = time.monotonic()
             stage.labels("engine").observe(engine_done - started)

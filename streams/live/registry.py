@@ -1,7 +1,9 @@
 """The one owner of every live session in this process: the only place that starts or ends one.
 
-Each session gets a supervisor task that waits for the session's own end signal (peer failed,
-no media, presence gone, ...) and ends it here, like the stop endpoint and shutdown do. Ending
+A user's session is in `_sessions` from the moment its start is accepted (state starting)
+until it has ended and the database knows; its state says which step it is at. Each live
+session gets a supervisor task that waits for the session's own end signal (peer failed, no
+media, presence gone, ...) and ends it here, like the stop endpoint and shutdown do. Ending
 always runs the same steps once: release the session's resources, finalize the recording,
 clear `is_streaming`, forget the session, then tell `events` (after the database commits).
 """
@@ -12,25 +14,24 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
 
-from denoise.engine import ATTEN_LIM_MAX_DB
 from denoise.pool import ProcessorPool
+from denoise.stream import Controls
+from fc25_denoise.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable
 from fc25_denoise.ice import ice_servers_for
-from streams.events import StreamEvents
-from streams.exceptions import BadRequest, Conflict, Forbidden, NotFound, StreamError, Unavailable
+from streams.events import StreamEvents, tell
 from streams.live import state as live_state
-from streams.live.fanout import silence_packet
+from streams.live.lifecycle import EndReason, SessionState
 from streams.live.metrics import Metrics
-from streams.live.pipeline import detached
-from streams.live.session import PRESENCE_ERRORS, LiveSession, SessionParts, Timing
+from streams.live.opus import silence_packet
+from streams.live.session import LiveSession, SessionResources, SessionShared, Timing
+from streams.live.tasks import TaskSet
 from streams.live.webrtc import Offer, ice_servers
 from streams.recordings import service as recordings
 from streams.recordings.wav_file import RecordingStats
@@ -50,11 +51,10 @@ class StreamRegistry:
         self._pool = pool or ProcessorPool()
         self._encode_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="opus")
         self._timing = timing or Timing(offline_grace_s=settings.STREAM_OFFLINE_GRACE_S)
-        self._sessions: dict[int, LiveSession] = {}
-        self._by_id: dict[str, LiveSession] = {}
-        self._starting: set[int] = set()
-        self._ending: dict[LiveSession, asyncio.Task[None]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._sessions: dict[int, LiveSession] = {}  # by owner, from starting until forgotten
+        self._by_id: dict[str, LiveSession] = {}  # live ones, by session id
+        self._supervisors: dict[LiveSession, asyncio.Task[None]] = {}  # each one's whole end
+        self._tasks = TaskSet("stream-registry")
         self._open_pcs: set[RTCPeerConnection] = set()  # every session's, added and removed there
         self._silence: bytes | None = None
         self._closed = False
@@ -78,8 +78,12 @@ class StreamRegistry:
     async def aclose(self) -> None:
         """Shutdown: end every session, close every peer connection, finalize recordings."""
         self._closed = True
-        await asyncio.gather(*(self.end_session(s, "shutdown") for s in list(self._sessions.values())))
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for session in list(self._sessions.values()):
+            session.request_end(EndReason.SHUTDOWN)  # a starting one ends as soon as it is live
+        await asyncio.gather(
+            *(self._supervisors[s] for s in list(self._sessions.values()) if s in self._supervisors)
+        )
+        await self._tasks.join()
         await self._pool.aclose()
         await asyncio.to_thread(self._encode_executor.shutdown, wait=True)
 
@@ -92,6 +96,10 @@ class StreamRegistry:
     def session_for(self, user_id: int) -> LiveSession | None:
         return self._sessions.get(user_id)
 
+    def _live(self, user_id: int) -> LiveSession | None:
+        session = self._sessions.get(user_id)
+        return session if session is not None and session.state is SessionState.LIVE else None
+
     def open_peer_connections(self) -> int:
         """Server-side peer connections not yet closed, ended sessions' included."""
         return len(self._open_pcs)
@@ -99,7 +107,7 @@ class StreamRegistry:
     async def status(self, viewer: User, username: str) -> live_state.StreamStatus:
         owner = await database_sync_to_async(live_state.visible_owner)(viewer, username)
         session = self._sessions.get(owner.pk)
-        if session is not None:
+        if session is not None and session.state is not SessionState.STARTING:
             return live_state.StreamStatus(
                 True, session.started_at, session.denoise, session.atten_lim_db, session.listener_count
             )
@@ -115,23 +123,24 @@ class StreamRegistry:
     async def start_stream(
         self, user: User, *, denoise: object = None, atten_lim_db: object = None
     ) -> LiveSession:
-        enabled, atten = live_state.validate_settings(denoise, atten_lim_db)
+        controls = live_state.parse_controls(denoise, atten_lim_db).applied_to(Controls())
         if self._closed:
             raise Unavailable("The server is shutting down.")
-        if user.pk in self._sessions or user.pk in self._starting:
+        if user.pk in self._sessions:
             raise Conflict("You are already live.")
-        self._starting.add(user.pk)
-        try:
-            session = await self._open_session(
-                user, True if enabled is None else enabled, ATTEN_LIM_MAX_DB if atten is None else atten
-            )
-        finally:
-            self._starting.discard(user.pk)
+        session = LiveSession(user_id=user.pk, session_id=uuid.uuid4().hex, shared=self._shared())
         self._sessions[user.pk] = session
+        try:
+            resources = await self._open_resources(user, controls)
+        except BaseException:
+            session.abandon()
+            del self._sessions[user.pk]
+            raise
+        session.go_live(resources)
         self._by_id[session.session_id] = session
-        self.metrics.live_streams.set(len(self._sessions))
-        self._spawn(self._supervise(session))
-        await self._notify(
+        self._count_live()
+        self._supervisors[session] = self._tasks.spawn(self._supervise(session), "supervise")
+        await tell(
             self.events.stream_started(
                 user.pk,
                 started_at=session.started_at,
@@ -141,16 +150,33 @@ class StreamRegistry:
         )
         return session
 
-    async def _open_session(self, user: User, denoise: bool, atten: float) -> LiveSession:
+    def _shared(self) -> SessionShared:
+        if self._silence is None:
+            self._silence = silence_packet()
+        return SessionShared(
+            metrics=self.metrics,
+            encode_executor=self._encode_executor,
+            silence=self._silence,
+            ice_servers=lambda: ice_servers(ice_servers_for(None)),
+            events=self.events,
+            max_listeners=settings.MAX_LISTENERS_PER_STREAM,
+            timing=self._timing,
+            open_pcs=self._open_pcs,
+        )
+
+    async def _open_resources(self, user: User, controls: Controls) -> SessionResources:
         if not await database_sync_to_async(live_state.claim_streaming)(user.pk):
             raise Conflict("You are already live (maybe from another tab or device).")
         recording = recorder = processor = None
         try:
             recording = await database_sync_to_async(recordings.create_recording)(
-                user, denoise=denoise, atten_lim_db=atten, record_raw=settings.RECORD_RAW
+                user,
+                denoise=controls.enabled,
+                atten_lim_db=controls.atten_lim_db,
+                record_raw=settings.RECORD_RAW,
             )
             recorder = await asyncio.to_thread(recordings.open_recorder, recording)
-            processor = self._pool.open(atten_lim_db=atten, enabled=denoise)
+            processor = self._pool.open(controls=controls)
             with contextlib.suppress(TimeoutError):  # a slow or failed load surfaces at process()
                 async with asyncio.timeout(MODEL_LOAD_WAIT_S):
                     await processor.ready()
@@ -163,30 +189,12 @@ class StreamRegistry:
                 await self._finalize(recording.pk, RecordingStats(0.0, 0))
             await database_sync_to_async(live_state.set_streaming)(user.pk, False)
             raise
-        if self._silence is None:
-            self._silence = silence_packet()
-        parts = SessionParts(
-            processor=processor,
-            recorder=recorder,
-            metrics=self.metrics,
-            encode_executor=self._encode_executor,
-            silence=self._silence,
-            ice_servers=lambda: ice_servers(ice_servers_for(None)),
-            is_online=lambda: self.events.is_online(user.pk),
-            listeners_changed=lambda count: self._spawn(
-                self._notify(self.events.listeners_changed(user.pk, count))
-            ),
-            max_listeners=settings.MAX_LISTENERS_PER_STREAM,
-            timing=self._timing,
-            open_pcs=self._open_pcs,
+        return SessionResources(
+            recording_id=recording.pk, started_at=recording.started_at, processor=processor, recorder=recorder
         )
-        return LiveSession(
-            user_id=user.pk,
-            session_id=uuid.uuid4().hex,
-            recording_id=recording.pk,
-            started_at=recording.started_at,
-            parts=parts,
-        )
+
+    def _count_live(self) -> None:
+        self.metrics.live_streams.set(len(self._by_id))
 
     async def stop_stream(self, user: User) -> bool:
         """End the user's stream; False when there was none (stopping is idempotent)."""
@@ -194,27 +202,28 @@ class StreamRegistry:
         if session is None:
             await self._refuse_if_live_elsewhere(user, "stop")
             return False
-        await self.end_session(session, "stopped")
+        await self.end_session(session, EndReason.STOPPED)
         return True
 
     async def _refuse_if_live_elsewhere(self, user: User, verb: str) -> None:
         """Conflict when the user's live session is held by another server process."""
-        if user.pk in self._starting or user.pk in self._sessions:
+        if user.pk in self._sessions:
             return
         if await database_sync_to_async(live_state.is_streaming)(user.pk):
             raise Conflict(
                 f"Your stream runs on another server process; {verb} it from the page that started it."
             )
 
-    async def end_session(self, session: LiveSession, reason: str) -> None:
+    async def end_session(self, session: LiveSession, reason: EndReason) -> None:
         """End `session` once, whoever asks and however often; returns when it is all done."""
-        task = self._ending.get(session)
-        if task is None:
-            task = detached(self._end(session, reason), f"end-stream-{session.user_id}")
-            self._ending[session] = task
-        await asyncio.shield(task)
+        session.request_end(reason)  # the first reason given is the one recorded
+        supervisor = self._supervisors.get(session)
+        if supervisor is not None:  # else still starting: it ends as soon as it is live
+            await asyncio.shield(supervisor)
 
-    async def _end(self, session: LiveSession, reason: str) -> None:
+    async def _supervise(self, session: LiveSession) -> None:
+        """A live session's whole end: waits for its end signal, then ends it."""
+        reason = await session.ended
         log.info("Ending the stream of user %s (%s).", session.user_id, reason)
         self.metrics.sessions_ended.labels(reason).inc()
         try:
@@ -225,13 +234,9 @@ class StreamRegistry:
             if self._sessions.get(session.user_id) is session:
                 del self._sessions[session.user_id]
             self._by_id.pop(session.session_id, None)
-            self._ending.pop(session, None)
-            self.metrics.live_streams.set(len(self._sessions))
-        await self._notify(self.events.stream_ended(session.user_id))
-
-    async def _supervise(self, session: LiveSession) -> None:
-        reason = await session.ended
-        await self.end_session(session, reason)
+            self._supervisors.pop(session, None)
+            self._count_live()
+        await tell(self.events.stream_ended(session.user_id))
 
     async def _finalize(self, recording_id: int, stats: RecordingStats) -> None:
         try:
@@ -249,51 +254,50 @@ class StreamRegistry:
 
     # -- media and controls ----------------------------------------------------------------------
 
-    async def accept_offer(self, user: User, session_id: object, offer: Offer) -> RTCSessionDescription:
+    def broadcast_session(self, user: User, session_id: object) -> LiveSession:
+        """The user's own live session with that id (the API checks it before reading the SDP)."""
         if not isinstance(session_id, str) or not session_id:
             raise BadRequest('"session_id" must be the id returned by /api/stream/start/.')
         session = self._by_id.get(session_id)
-        if session is None or session in self._ending:
+        if session is None or session.state is not SessionState.LIVE:
             raise NotFound("No live session with that id (it may have ended).")
         if session.user_id != user.pk:
             raise Forbidden("That session belongs to someone else.")
-        return await session.accept_broadcast(offer)
+        return session
 
-    async def listen(self, listener: User, username: str, offer: Offer) -> RTCSessionDescription:
+    async def accept_offer(self, user: User, session_id: object, offer: Offer) -> RTCSessionDescription:
+        return await self.broadcast_session(user, session_id).accept_broadcast(offer)
+
+    async def listen_session(self, listener: User, username: str) -> LiveSession:
+        """The live session `listener` may listen to (the API checks it before reading the SDP)."""
         owner = await database_sync_to_async(live_state.visible_owner)(listener, username, friends_only=True)
-        session = self._sessions.get(owner.pk)
-        if session is None or session in self._ending:
+        session = self._live(owner.pk)
+        if session is None:
             if owner.is_streaming:
                 raise Unavailable(
                     f"{owner.username}'s stream is served by another server process; reload to retry."
                 )
             raise NotFound(f"{owner.username} is not live.")
-        return await session.add_listener(offer)
+        return session
+
+    async def listen(self, listener: User, username: str, offer: Offer) -> RTCSessionDescription:
+        return await (await self.listen_session(listener, username)).add_listener(offer)
+
+    async def own_session(self, user: User, verb: str = "change") -> LiveSession:
+        """The user's live session on this process; NotFound (or Conflict if elsewhere) otherwise."""
+        session = self._live(user.pk)
+        if session is None:
+            await self._refuse_if_live_elsewhere(user, verb)
+            raise NotFound("You are not live.")
+        return session
 
     async def update_settings(self, user: User, *, denoise: object, atten_lim_db: object) -> LiveSession:
-        enabled, atten = live_state.validate_settings(denoise, atten_lim_db)
-        if enabled is None and atten is None:
+        change = live_state.parse_controls(denoise, atten_lim_db)
+        if change.empty:
             raise BadRequest('Give "denoise" and/or "atten_lim_db".')
-        session = self._sessions.get(user.pk)
-        if session is None or session in self._ending:
-            await self._refuse_if_live_elsewhere(user, "change")
-            raise NotFound("You are not live.")
-        session.apply_settings(denoise=enabled, atten_lim_db=atten)
-        await self._notify(
+        session = await self.own_session(user)
+        session.apply_settings(controls=change.applied_to(session.controls))
+        await tell(
             self.events.settings_changed(user.pk, denoise=session.denoise, atten_lim_db=session.atten_lim_db)
         )
         return session
-
-    # -- helpers ---------------------------------------------------------------------------------
-
-    async def _notify(self, call: Coroutine[Any, Any, None]) -> None:
-        """Report to presence; its failure must not undo or block the live path."""
-        try:
-            await call
-        except (*PRESENCE_ERRORS, StreamError) as exc:
-            log.warning("Presence was not told about a stream change: %s", exc)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = detached(coro, "stream-registry")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)

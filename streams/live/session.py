@@ -1,47 +1,43 @@
 """One live session: the broadcaster's peer connection, its audio pipeline and its listeners.
 
-The media path itself is `streams.live.pipeline.AudioPipeline`; the fan-out `streams.live.fanout.Hub`. A
-watchdog notices the ways a session ends by itself (no media, presence gone) and, like the
-peers' state changes, reports the reason on `ended`; the `StreamRegistry` then calls `close()`,
-which releases everything whatever the reason, and is idempotent.
+The registry creates a session (starting), opens its recording, recorder and engine and hands
+them over (`go_live`), and later closes it (ending, then ended); `_move` is the only place the
+state changes (see `streams.live.lifecycle`). The media path itself is
+`streams.live.pipeline.AudioPipeline`; the fan-out `streams.live.fanout.Hub`. A watchdog
+notices the ways a session ends by itself (no media, presence gone) and, like the peers' state
+changes, reports the reason on `ended`; the `StreamRegistry` then calls `close()`, which
+releases everything whatever the reason, and is idempotent. Listener counts go straight to the
+registry's `StreamEvents`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiortc import RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from denoise.engine import DeepFilterNet3
 from denoise.pool import AudioProcessor
-from streams.exceptions import Conflict, Unavailable
+from denoise.stream import Controls
+from fc25_denoise.errors import Conflict, Unavailable
+from streams.events import EVENT_ERRORS, StreamEvents, tell
 from streams.live.fanout import Hub
+from streams.live.lifecycle import ALLOWED, EndReason, SessionState, TransitionError
 from streams.live.metrics import Metrics
-from streams.live.pipeline import AudioPipeline, detached
+from streams.live.pipeline import AudioPipeline
+from streams.live.tasks import TaskSet, detached
 from streams.live.tracks import ListenerTrack
 from streams.live.webrtc import Offer, answer_broadcaster, answer_listener, new_peer_connection
 from streams.recordings.recorder import Recorder
 from streams.recordings.wav_file import RecordingStats
 
 log = logging.getLogger(__name__)
-
-# What presence may raise when its store is down: such a check ends no stream.
-PRESENCE_ERRORS: tuple[type[BaseException], ...] = (OSError, ConnectionError, TimeoutError)
-try:
-    from redis.exceptions import RedisError
-
-    PRESENCE_ERRORS = (*PRESENCE_ERRORS, RedisError)
-except ImportError:  # redis is optional without REDIS_URL
-    pass
 
 
 @dataclass(frozen=True)
@@ -55,86 +51,121 @@ class Timing:
 
 
 @dataclass(frozen=True)
-class SessionParts:
-    """What the registry hands a session: shared services and this session's own resources."""
+class SessionShared:
+    """What every session of one registry shares."""
 
-    processor: AudioProcessor
-    recorder: Recorder
     metrics: Metrics
     encode_executor: Executor
     silence: bytes
     ice_servers: Callable[[], list[RTCIceServer]]  # per connection: TURN credentials expire
-    is_online: Callable[[], Awaitable[bool]]
-    listeners_changed: Callable[[int], None]
+    events: StreamEvents
     max_listeners: int
     timing: Timing
     open_pcs: set[RTCPeerConnection] = field(default_factory=set)  # the registry's, until closed
 
 
+@dataclass(frozen=True)
+class SessionResources:
+    """What the registry opens for one session while it is starting."""
+
+    recording_id: int
+    started_at: dt.datetime
+    processor: AudioProcessor  # holds the live controls (one `Controls` value)
+    recorder: Recorder
+
+
 class LiveSession:
-    def __init__(
-        self,
-        *,
-        user_id: int,
-        session_id: str,
-        recording_id: int,
-        started_at: dt.datetime,
-        parts: SessionParts,
-    ) -> None:
+    def __init__(self, *, user_id: int, session_id: str, shared: SessionShared) -> None:
         self.user_id = user_id
         self.session_id = session_id
-        self.recording_id = recording_id
-        self.started_at = started_at
-        self._parts = parts
-        self._metrics = parts.metrics
-        self.hub = Hub(on_drop=parts.metrics.listener_packets_dropped.inc)
-        self.media = AudioPipeline(
-            processor=parts.processor,
-            recorder=parts.recorder,
-            hub=self.hub,
-            metrics=parts.metrics,
-            encode_executor=parts.encode_executor,
-            on_end=self.request_end,
-        )
+        self.state = SessionState.STARTING
+        self._shared = shared
+        self._metrics = shared.metrics
+        self._resources: SessionResources | None = None
+        self._media: AudioPipeline | None = None
+        self._handed_off: Callable[[float], None] | None = None
+        self.hub = Hub(on_drop=shared.metrics.listener_packets_dropped.inc)
         self.broadcaster: RTCPeerConnection | None = None
         self.listeners: dict[RTCPeerConnection, ListenerTrack] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._uncancellable: set[asyncio.Task[None]] = set()
-        self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._tasks = TaskSet(
+            f"session-{session_id[:8]}", on_failure=lambda _exc: self.request_end(EndReason.INTERNAL_ERROR)
+        )
+        self.ended: asyncio.Future[EndReason] = asyncio.get_running_loop().create_future()
         self._closing: asyncio.Task[RecordingStats] | None = None
-        self._created = time.monotonic()
-        self._spawn(self._watchdog(), "watchdog")
+        self._live_since = 0.0
+
+    def _move(self, to: SessionState) -> None:
+        """The one place the state changes."""
+        if to not in ALLOWED[self.state]:
+            raise TransitionError(f"session {self.session_id}: {self.state} -> {to} is not allowed")
+        log.debug("Session %s: %s -> %s", self.session_id, self.state, to)
+        self.state = to
+
+    def go_live(self, resources: SessionResources) -> None:
+        """Take the opened resources and start serving: starting -> live."""
+        self._move(SessionState.LIVE)
+        self._resources = resources
+        self._media = AudioPipeline(
+            processor=resources.processor,
+            recorder=resources.recorder,
+            hub=self.hub,
+            metrics=self._metrics,
+            encode_executor=self._shared.encode_executor,
+            on_end=self.request_end,
+        )
+        # The engine's delay is constant: read once here, not for every listener packet.
+        self._handed_off = self._metrics.hand_off_observer(resources.processor.delay_s)
+        self._live_since = time.monotonic()
+        self._tasks.spawn(self._watchdog(), "watchdog")
+
+    def abandon(self) -> None:
+        """Its resources could not be opened (the registry released what was): starting -> ended."""
+        self._move(SessionState.ENDED)
+        self.request_end(EndReason.CLOSED)
 
     # -- state read by the API ----------------------------------------------------------------
 
     @property
+    def resources(self) -> SessionResources:
+        if self._resources is None:
+            raise TransitionError(f"session {self.session_id} has not gone live")
+        return self._resources
+
+    @property
+    def media(self) -> AudioPipeline:
+        if self._media is None:
+            raise TransitionError(f"session {self.session_id} has not gone live")
+        return self._media
+
+    @property
+    def recording_id(self) -> int:
+        return self.resources.recording_id
+
+    @property
+    def started_at(self) -> dt.datetime:
+        return self.resources.started_at
+
+    @property
+    def controls(self) -> Controls:
+        return self.resources.processor.controls
+
+    @property
     def denoise(self) -> bool:
-        return self._parts.processor.enabled
+        return self.controls.enabled
 
     @property
     def atten_lim_db(self) -> float:
-        return self._parts.processor.atten_lim_db
+        return self.controls.atten_lim_db
 
     @property
     def listener_count(self) -> int:
         return len(self.listeners)
 
-    @property
-    def delay_s(self) -> float:
-        """The engine's constant delay (the same with denoising on or off)."""
-        denoiser = self._parts.processor.denoiser
-        if denoiser is not None and denoiser.format is not None:
-            return denoiser.delay_ms / 1000.0
-        return DeepFilterNet3.delay_samples / DeepFilterNet3.sample_rate
+    def apply_settings(self, *, controls: Controls) -> None:
+        """Live controls of the engine (checked by the caller): effective from the next frame."""
+        self.resources.processor.controls = controls
 
-    def apply_settings(self, *, denoise: bool | None, atten_lim_db: float | None) -> None:
-        """Live controls of the engine: effective from the next frame, no renegotiation."""
-        if denoise is not None:
-            self._parts.processor.enabled = denoise
-        if atten_lim_db is not None:
-            self._parts.processor.atten_lim_db = atten_lim_db
-
-    def request_end(self, reason: str) -> None:
+    def request_end(self, reason: EndReason) -> None:
         if not self.ended.done():
             self.ended.set_result(reason)
 
@@ -143,7 +174,7 @@ class LiveSession:
     async def accept_broadcast(self, offer: Offer) -> RTCSessionDescription:
         if self.broadcaster is not None:
             raise Conflict("This session already has its broadcaster connection.")
-        if self._closing is not None:
+        if self.state is not SessionState.LIVE:
             raise Unavailable("This session is ending.")
         pc = self._new_pc()
         self.broadcaster = pc
@@ -162,17 +193,17 @@ class LiveSession:
         self.media.start(track)
 
     async def add_listener(self, offer: Offer) -> RTCSessionDescription:
-        if len(self.listeners) >= self._parts.max_listeners:
+        if len(self.listeners) >= self._shared.max_listeners:
             raise Unavailable(
-                f"This stream already has {self._parts.max_listeners} listeners; try again later."
+                f"This stream already has {self._shared.max_listeners} listeners; try again later."
             )
-        if self._closing is not None:
+        if self.state is not SessionState.LIVE:
             raise Unavailable("This stream is ending.")
         queue = self.hub.subscribe()
         track = ListenerTrack(
             queue,
-            self._parts.silence,
-            on_packet=self._packet_handed_off,
+            self._shared.silence,
+            on_packet=self._handed_off,
             on_silence=self._metrics.silence_packets.inc,
         )
         pc = self._new_pc()
@@ -184,7 +215,7 @@ class LiveSession:
         except BaseException:
             await self.remove_listener(pc)
             raise
-        self._parts.listeners_changed(len(self.listeners))
+        self._listeners_changed()
         return answer
 
     async def remove_listener(self, pc: RTCPeerConnection) -> None:
@@ -195,35 +226,38 @@ class LiveSession:
         self.hub.unsubscribe(track.queue)
         track.stop()
         await self._close_pc(pc)
-        if self._closing is None:
-            self._parts.listeners_changed(len(self.listeners))
+        if self.state is SessionState.LIVE:
+            self._listeners_changed()
+
+    def _listeners_changed(self) -> None:
+        count = len(self.listeners)
+        self._tasks.spawn(tell(self._shared.events.listeners_changed(self.user_id, count)), "listeners")
 
     def _broadcaster_state(self, pc: RTCPeerConnection) -> None:
-        if pc.connectionState in ("failed", "closed"):
-            self.request_end(f"broadcaster_{pc.connectionState}")
+        if pc.connectionState == "failed":
+            self.request_end(EndReason.BROADCASTER_FAILED)
+        elif pc.connectionState == "closed":
+            self.request_end(EndReason.BROADCASTER_CLOSED)
 
     def _listener_state(self, pc: RTCPeerConnection) -> None:
         if pc.connectionState in ("failed", "closed") and pc in self.listeners:
             # Not cancelled by close(): an interrupted pc.close() would leave the pc half open.
-            self._spawn(self.remove_listener(pc), "remove-listener", cancel_on_close=False)
-
-    def _packet_handed_off(self, arrival: float) -> None:
-        self._metrics.server_latency.observe(time.monotonic() - arrival + self.delay_s)
+            self._tasks.spawn(self.remove_listener(pc), "remove-listener", cancel=False)
 
     # -- ending by itself -------------------------------------------------------------------------
 
     async def _watchdog(self) -> None:
-        timing = self._parts.timing
+        timing = self._shared.timing
         seen_online = False
         offline_since: float | None = None
         while not self.ended.done():
             await asyncio.sleep(timing.watchdog_s)
             now = time.monotonic()
             last_media = self.media.last_media
-            if last_media is None and now - self._created > timing.first_media_s:
-                self.request_end("no_media")
+            if last_media is None and now - self._live_since > timing.first_media_s:
+                self.request_end(EndReason.NO_MEDIA)
             elif last_media is not None and now - last_media > timing.media_gap_s:
-                self.request_end("media_stopped")
+                self.request_end(EndReason.MEDIA_STOPPED)
             online = await self._is_online()
             if online is None:
                 continue
@@ -232,14 +266,14 @@ class LiveSession:
             elif seen_online:
                 offline_since = offline_since or now
                 if now - offline_since > timing.offline_grace_s:
-                    self.request_end("offline")
+                    self.request_end(EndReason.OFFLINE)
 
     async def _is_online(self) -> bool | None:
         """Presence's answer, or None when it cannot tell right now (a store outage ends no stream)."""
         try:
-            async with asyncio.timeout(self._parts.timing.watchdog_s):
-                return await self._parts.is_online()
-        except PRESENCE_ERRORS as exc:
+            async with asyncio.timeout(self._shared.timing.watchdog_s):
+                return await self._shared.events.is_online(self.user_id)
+        except EVENT_ERRORS as exc:
             log.warning("Session %s: presence check failed: %s", self.session_id, exc)
             return None
 
@@ -248,52 +282,33 @@ class LiveSession:
     async def close(self) -> RecordingStats:
         """Release everything (peers, tasks, engine, files); every call returns the same stats."""
         if self._closing is None:
-            self.request_end("closed")
+            self.request_end(EndReason.CLOSED)
+            self._move(SessionState.ENDING)
             self._closing = detached(self._close(), f"session-{self.session_id[:8]}-close")
         return await asyncio.shield(self._closing)
 
     async def _close(self) -> RecordingStats:
-        await self.media.stop()
-        tasks = list(self._tasks)
-        for task in tasks:
-            if task not in self._uncancellable:
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.gather(*(self.remove_listener(pc) for pc in list(self.listeners)))
-        self.hub.close()
-        if self.broadcaster is not None:
-            await self._close_pc(self.broadcaster)
-        self._parts.processor.close()
-        return await self._parts.recorder.aclose()
+        resources = self.resources
+        try:
+            await self.media.stop()
+            await self._tasks.cancel_all()
+            await asyncio.gather(*(self.remove_listener(pc) for pc in list(self.listeners)))
+            self.hub.close()
+            if self.broadcaster is not None:
+                await self._close_pc(self.broadcaster)
+            resources.processor.close()
+            return await resources.recorder.aclose()
+        finally:
+            self._move(SessionState.ENDED)
 
     def _new_pc(self) -> RTCPeerConnection:
-        pc = new_peer_connection(self._parts.ice_servers())
-        self._parts.open_pcs.add(pc)
+        pc = new_peer_connection(self._shared.ice_servers())
+        self._shared.open_pcs.add(pc)
         self._metrics.peer_connections.inc()
         return pc
 
     async def _close_pc(self, pc: RTCPeerConnection) -> None:
-        self._parts.open_pcs.discard(pc)
+        self._shared.open_pcs.discard(pc)
         self._metrics.peer_connections.dec()
         # Shielded: a close interrupted half-way would make every later pc.close() hang.
         await asyncio.shield(pc.close())
-
-    def _spawn(
-        self, coro: Coroutine[Any, Any, None], name: str, *, cancel_on_close: bool = True
-    ) -> asyncio.Task[None]:
-        task = detached(coro, f"session-{self.session_id[:8]}-{name}")
-        if not cancel_on_close:
-            self._uncancellable.add(task)
-        self._tasks.append(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._uncancellable.discard(task)
-        with contextlib.suppress(ValueError):
-            self._tasks.remove(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error(
-                "Session %s: task %s failed", self.session_id, task.get_name(), exc_info=task.exception()
-            )
-            self.request_end("internal_error")

@@ -12,7 +12,8 @@ from typing import Any
 
 from denoise.engine import validate_atten_lim
 from denoise.exceptions import InvalidSettingError
-from streams.exceptions import BadRequest, Forbidden
+from denoise.stream import Controls
+from fc25_denoise.errors import BadRequest, Forbidden
 from streams.models import Recording
 from streams.recordings import service as recordings
 from users.friendships import are_friends
@@ -37,14 +38,33 @@ class StreamStatus:
         }
 
 
-def validate_settings(denoise: object, atten_lim_db: object) -> tuple[bool | None, float | None]:
-    """Client-supplied controls (None = not given) checked before anything changes."""
+@dataclass(frozen=True)
+class ControlsChange:
+    """A request's live controls, checked: what it sets (None = keep as it is)."""
+
+    denoise: bool | None
+    atten_lim_db: float | None
+
+    @property
+    def empty(self) -> bool:
+        return self.denoise is None and self.atten_lim_db is None
+
+    def applied_to(self, current: Controls) -> Controls:
+        # Both sides are checked values: nothing to validate again.
+        return Controls(
+            current.enabled if self.denoise is None else self.denoise,
+            current.atten_lim_db if self.atten_lim_db is None else self.atten_lim_db,
+        )
+
+
+def parse_controls(denoise: object, atten_lim_db: object) -> ControlsChange:
+    """Client-supplied controls (None = not given), checked once, before anything changes."""
     if denoise is not None and not isinstance(denoise, bool):
         raise BadRequest('"denoise" must be true or false.')
     if atten_lim_db is None:
-        return denoise, None
+        return ControlsChange(denoise, None)
     try:
-        return denoise, validate_atten_lim(atten_lim_db)  # type: ignore[arg-type]
+        return ControlsChange(denoise, validate_atten_lim(atten_lim_db))  # type: ignore[arg-type]
     except InvalidSettingError as exc:
         raise BadRequest('"atten_lim_db" must be a number from 0 to 100.') from exc
 

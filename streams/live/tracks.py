@@ -18,7 +18,8 @@ from collections.abc import Callable
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from streams.live.fanout import FRAME_SAMPLES, SAMPLE_RATE, TIME_BASE, ListenerQueue
+from streams.live.fanout import ListenerQueue
+from streams.live.opus import FRAME_SAMPLES, SAMPLE_RATE, TIME_BASE
 
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 EARLY_PACKETS = 2

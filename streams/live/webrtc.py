@@ -18,7 +18,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import SessionDescription
 from django.core.exceptions import ImproperlyConfigured
 
-from streams.exceptions import BadRequest, Unavailable
+from fc25_denoise.errors import BadRequest, Unavailable
 
 log = logging.getLogger(__name__)
 

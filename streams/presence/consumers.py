@@ -34,9 +34,9 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from fc25_denoise.errors import NotFound
 from streams.presence.publisher import stream_group, user_group
 from streams.presence.service import STORE_ERRORS, Presence
-from users.exceptions import NotFound
 from users.friendships import are_friends, find_user
 
 log = logging.getLogger(__name__)

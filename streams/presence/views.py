@@ -6,27 +6,24 @@ import hashlib
 import json
 import logging
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils.http import parse_etags, quote_etag
 
+from fc25_denoise.api import endpoint
+from fc25_denoise.errors import Unavailable
 from streams.presence.service import STORE_ERRORS
+from users.models import User
 
 log = logging.getLogger(__name__)
 
 
-async def presence(request: HttpRequest) -> HttpResponse:
-    if request.method not in ("GET", "HEAD"):
-        response = JsonResponse({"error": f"Method {request.method} is not allowed here."}, status=405)
-        response["Allow"] = "GET, HEAD"
-        return response
-    user = await request.auser()
-    if not user.is_authenticated:
-        return JsonResponse({"error": "Authentication credentials were not provided."}, status=401)
+@endpoint("GET")
+async def presence(request: HttpRequest, user: User) -> HttpResponse:
     try:
         snapshot = await request.scope["services"].presence.snapshot(user.pk)  # type: ignore[attr-defined]
-    except STORE_ERRORS:
+    except STORE_ERRORS as exc:
         log.exception("Presence store unreachable while answering a poll")
-        return JsonResponse({"error": "Presence is unavailable right now; try again shortly."}, status=503)
+        raise Unavailable("Presence is unavailable right now; try again shortly.") from exc
     body = json.dumps(snapshot.payload, sort_keys=True, separators=(",", ":"))
     etag = quote_etag(hashlib.sha256(body.encode()).hexdigest()[:32])
     # Weak comparison (RFC 9110 13.1.2), as Django's conditional_page does: W/"x" matches "x".

@@ -1,14 +1,15 @@
 """Recording a live stream to crash-safe WAVs without stalling the event loop (no Django here).
 
-`Recorder.write()` is called from the event loop with each 20 ms frame; it converts the frame
-to int16 (cheap) and hands it to a writer thread through a bounded queue, so a slow disk never
-stalls the loop: when the queue is full the frame is dropped and counted in `dropped`.
+`Recorder.write()` is called from the event loop with each 20 ms block, as the live path
+carries it (mono float32 at 48 kHz); it only hands the block to a writer thread through a
+bounded queue, so neither the int16 conversion nor a slow disk ever runs on the loop: when the
+queue is full the block is dropped and counted in `dropped`.
 
 At least once per `sync_interval_s` the writer syncs its files (`streams.recordings.wav_file.WavFile`:
 data first, then a header that claims only that), so a SIGKILL loses at most about a second;
 `repair_wav` fixes the sizes of such a file at the next start. Readers may open a file while it
 is being written; they see the audio up to the last sync. Files are mono by default
-(`channels=1`; see `to_int16` for how stereo frames are mapped).
+(`channels=1`; see `to_int16` for how other channel counts are mapped).
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
 
 from streams.recordings.wav_file import RecordingStats, Samples, WavFile, to_int16
 
@@ -85,22 +84,16 @@ class Recorder:
     def duration_s(self) -> float:
         return self._frames / self.sample_rate
 
-    @property
-    def header_frames(self) -> int:
-        """Sample frames the audio file's header accounts for (as of the last sync)."""
-        return self._synced_frames
-
     def write(self, clean: Samples, raw: Samples | None = None) -> None:
-        """Queue one block; never blocks. Call from one thread (the event loop): the
-        int16 conversion runs here, the file write in the writer thread. Late writes after
-        close() are ignored. The Recorder's constructor does blocking file work: build it off
-        the loop (`open_recorder` runs inside database_sync_to_async)."""
+        """Queue one block (mono float32 in [-1, 1] on the live path; any `to_int16` input
+        works); never blocks, and converts nothing here: the writer thread does. The blocks
+        become the recorder's: the caller must not change them afterwards. Call from one thread
+        (the event loop); late writes after close() are ignored. The Recorder's constructor does
+        blocking file work: build it off the loop (`open_recorder` runs in a worker thread)."""
         if self._closing:
             return
-        clean_s = to_int16(clean, self.channels, self.sample_rate)
-        raw_s = None if raw is None or self._raw is None else to_int16(raw, self.channels, self.sample_rate)
         try:
-            self._queue.put_nowait((clean_s, raw_s))
+            self._queue.put_nowait((clean, None if self._raw is None else raw))
         except queue.Full:
             self.dropped += 1
 
@@ -162,18 +155,19 @@ class Recorder:
             if self._frames != self._synced_frames and self._clock() - self._last_sync >= self._interval:
                 self._sync()
 
-    def _write_item(self, clean: np.ndarray, raw: np.ndarray | None) -> None:
+    def _write_item(self, clean: Samples, raw: Samples | None) -> None:
         if self.error is not None:  # after a disk error the rest of the stream is discarded
             return
+        clean_s = to_int16(clean, self.channels, self.sample_rate)
         try:
-            self._audio.append(clean)
+            self._audio.append(clean_s)
             if self._raw is not None:
-                self._raw.append(clean if raw is None else raw)
+                self._raw.append(clean_s if raw is None else to_int16(raw, self.channels, self.sample_rate))
         except OSError as exc:
             self._fail(exc)
             return
         with self._progress:
-            self._frames += clean.shape[0]
+            self._frames += clean_s.shape[0]
             self._progress.notify_all()
 
     def _sync(self) -> None:

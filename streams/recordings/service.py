@@ -20,12 +20,11 @@ from django.db.models import Q, QuerySet
 from django.db.models.signals import post_delete
 from django.utils import timezone
 
-from streams.exceptions import BadRequest, Conflict, Forbidden, NotFound, Unavailable
+from fc25_denoise.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable
 from streams.models import Recording
 from streams.recordings import peaks
 from streams.recordings.recorder import Recorder
 from streams.recordings.wav_file import RecordingStats, WavError, repair_wav
-from users import exceptions as user_errors
 from users.friendships import are_friends, find_user
 from users.models import User
 
@@ -150,10 +149,7 @@ def recover_unfinished(
 
 
 def find_owner(username: str) -> User:
-    try:
-        return find_user(username)
-    except user_errors.NotFound as exc:
-        raise NotFound(f"No user named {username!r}.") from exc
+    return find_user(username)
 
 
 def recordings_visible_to(viewer: User, owner: User) -> QuerySet[Recording]:

@@ -19,15 +19,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.utils.http import content_disposition_header
-from rest_framework.request import Request
-from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from streams.exceptions import BadRequest, NotFound, StreamError
+from fc25_denoise.api import combine, endpoint, error, reply
+from fc25_denoise.errors import BadRequest, Conflict, NotFound
 from streams.models import Recording
 from streams.recordings import peaks
 from streams.recordings import service as recordings
@@ -80,44 +78,26 @@ class _FileSlice(StreamingHttpResponse):
         super().close()
 
 
-def _error(status: int, message: str, **headers: str) -> JsonResponse:
-    return JsonResponse({"error": message}, status=status, headers=headers)
-
-
 def _open(path: Path) -> tuple[BinaryIO, int]:
     fh = open(path, "rb")  # noqa: SIM115 - closed by the response
     return fh, os.fstat(fh.fileno()).st_size
 
 
-async def _viewer(request: HttpRequest, methods: str) -> User | JsonResponse:
-    """The signed-in caller, or the refusal to send when the method or the caller won't do."""
-    if request.method not in methods.split(", "):
-        return _error(405, f"Method {request.method} is not allowed here.", Allow=methods)
-    user = await request.auser()
-    if not user.is_authenticated:
-        return _error(401, "Authentication credentials were not provided.")
-    return user
-
-
-async def recording_file(request: HttpRequest, recording_id: int, raw: bool) -> HttpResponseBase:
+@endpoint("GET")
+async def recording_file(request: HttpRequest, user: User, recording_id: int, raw: bool) -> HttpResponseBase:
     """GET/HEAD /api/recordings/<id>/audio/ or /raw/: owner and owner's friends."""
-    user = await _viewer(request, "GET, HEAD")
-    if isinstance(user, JsonResponse):
-        return user
+    target = await sync_to_async(recordings.recording_file)(user, recording_id, raw=raw)
     try:
-        target = await database_sync_to_async(recordings.recording_file)(user, recording_id, raw=raw)
         fh, size = await asyncio.to_thread(_open, target.path)
-    except StreamError as exc:
-        return _error(exc.status_code, str(exc))
-    except OSError:
-        return _error(404, "The recording's file is missing.")
+    except OSError as exc:
+        raise NotFound("The recording's file is missing.") from exc
     header = request.headers.get("Range", "")
     try:
         span = byte_range(header, size) if header and "If-Range" not in request.headers else None
     except RangeNotSatisfiable:
         fh.close()
-        return _error(
-            416, f"Range {header[:100]!r} is outside the file.", **{"Content-Range": f"bytes */{size}"}
+        return error(
+            416, f"The range is outside the file's {size} bytes.", **{"Content-Range": f"bytes */{size}"}
         )
     start, end = span or (0, size - 1)
     headers = {
@@ -136,24 +116,22 @@ async def recording_file(request: HttpRequest, recording_id: int, raw: bool) -> 
     return _FileSlice(fh, start, end - start + 1, status=status, headers=headers)
 
 
-async def recording_peaks(request: HttpRequest, recording_id: int, raw: bool = False) -> JsonResponse:
+@endpoint("GET")
+async def recording_peaks(
+    request: HttpRequest, user: User, recording_id: int, raw: bool = False
+) -> JsonResponse:
     """GET /api/recordings/<id>/peaks/ (or /raw/peaks/): the denoised (or original) file's waveform
     (streams.recordings.peaks), for those who may fetch that file; a running recording gives the
     peaks of what is written so far."""
-    user = await _viewer(request, "GET")
-    if isinstance(user, JsonResponse):
-        return user
+    file = await sync_to_async(recordings.recording_file)(user, recording_id, raw=raw)
     try:
-        file = await database_sync_to_async(recordings.recording_file)(user, recording_id, raw=raw)
         # Not in the database thread: a long recording takes a while to read.
         body = await asyncio.to_thread(peaks.peaks_of, file.path, cache=file.finished)
-    except StreamError as exc:
-        return _error(exc.status_code, str(exc))
-    except OSError:
-        return _error(404, "The recording's file is missing.")
-    except peaks.PeaksError:
-        return _error(409, "The recording's file cannot be read as audio.")
-    return JsonResponse(body, headers={"Cache-Control": "private, no-cache"})
+    except OSError as exc:
+        raise NotFound("The recording's file is missing.") from exc
+    except peaks.PeaksError as exc:
+        raise Conflict("The recording's file cannot be read as audio.") from exc
+    return reply(body, **{"Cache-Control": "private, no-cache"})
 
 
 def _as_json(rec: Recording) -> dict[str, Any]:
@@ -177,8 +155,8 @@ def _as_json(rec: Recording) -> dict[str, Any]:
     }
 
 
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    text = request.query_params.get(name, "")
+def _int_param(request: HttpRequest, name: str, default: int, low: int, high: int) -> int:
+    text = request.GET.get(name, "")
     if not text:
         return default
     if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
@@ -186,8 +164,8 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return int(text)
 
 
-def _seconds_param(request: Request, name: str) -> float:
-    text = request.query_params.get(name, "") or "0"
+def _seconds_param(request: HttpRequest, name: str) -> float:
+    text = request.GET.get(name, "") or "0"
     try:
         value = float(text)
     except ValueError:
@@ -197,54 +175,59 @@ def _seconds_param(request: Request, name: str) -> float:
     return value
 
 
-class RecordingsView(APIView):
-    """/api/recordings/<key>/ — GET: the recordings of user <key> (self and friends);
-    PATCH {"title"} and DELETE: the caller's recording with id <key>. One route because a
-    username may be all digits.
+@endpoint("GET")
+async def _list(request: HttpRequest, user: User, key: str) -> JsonResponse:
+    """The recordings of user <key> (self and friends). Without `limit` the whole list; with `limit`
+    (1-100), `offset` and `min_s` (leave out finished recordings shorter than that) one page:
+    {"recordings", "total", "short", "next_offset"} (`short`: how many were left out for being
+    short; `next_offset` null at the end)."""
+    return reply(await sync_to_async(_listing)(request, user, key))
 
-    GET without `limit` answers the whole list; with `limit` (1-100), `offset` and `min_s` (leave
-    out finished recordings shorter than that) one page: {"recordings", "total", "short",
-    "next_offset"} (`short`: how many were left out for being short; `next_offset` null at the end).
-    """
 
-    def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, StreamError):
-            return Response({"error": str(exc)}, status=exc.status_code)
-        return super().handle_exception(exc)
+def _listing(request: HttpRequest, user: User, key: str) -> Any:
+    rows = recordings.recordings_visible_to(user, recordings.find_owner(key))
+    if "limit" not in request.GET:
+        return [_as_json(rec) for rec in rows]
+    page = recordings.page_of(
+        rows,
+        limit=_int_param(request, "limit", 20, 1, recordings.PAGE_MAX),
+        offset=_int_param(request, "offset", 0, 0, 2**31),
+        min_s=_seconds_param(request, "min_s"),
+    )
+    return {
+        "recordings": [_as_json(rec) for rec in page.rows],
+        "total": page.total,
+        "short": page.short,
+        "next_offset": page.next_offset,
+    }
 
-    def get(self, request: Request, key: str) -> Response:
-        owner = recordings.find_owner(key)
-        rows = recordings.recordings_visible_to(request.user, owner)
-        if "limit" not in request.query_params:
-            return Response([_as_json(rec) for rec in rows])
-        page = recordings.page_of(
-            rows,
-            limit=_int_param(request, "limit", 20, 1, recordings.PAGE_MAX),
-            offset=_int_param(request, "offset", 0, 0, 2**31),
-            min_s=_seconds_param(request, "min_s"),
-        )
-        return Response(
-            {
-                "recordings": [_as_json(rec) for rec in page.rows],
-                "total": page.total,
-                "short": page.short,
-                "next_offset": page.next_offset,
-            }
-        )
 
-    def patch(self, request: Request, key: str) -> Response:
-        body = request.data
-        if not isinstance(body, dict) or set(body) != {"title"}:
-            raise BadRequest('Send a JSON object with "title" only.')
-        rec = recordings.rename_recording(request.user, _recording_id(key), body["title"])
-        return Response(_as_json(rec))
+async def _own(request: HttpRequest, user: User, key: str) -> None:
+    _recording_id(key)
 
-    def delete(self, request: Request, key: str) -> Response:
-        recordings.delete_recording(request.user, _recording_id(key))
-        return Response(status=204)
+
+@endpoint("PATCH", json_body=True, access=_own)
+async def _rename(request: HttpRequest, user: User, body: dict[str, Any], key: str) -> JsonResponse:
+    """{"title"}: the caller's recording with id <key>."""
+    if set(body) != {"title"}:
+        raise BadRequest('Send a JSON object with "title" only.')
+    rec = await sync_to_async(recordings.rename_recording)(user, _recording_id(key), body["title"])
+    return reply(await sync_to_async(_as_json)(rec))
+
+
+@endpoint("DELETE")
+async def _delete(request: HttpRequest, user: User, key: str) -> HttpResponse:
+    """The caller's recording with id <key>."""
+    await sync_to_async(recordings.delete_recording)(user, _recording_id(key))
+    return HttpResponse(status=204)
 
 
 def _recording_id(key: str) -> int:
     if not (key.isascii() and key.isdigit()):
-        raise NotFound(f"No recording with id {key!r}.")
+        raise NotFound("No recording with that id.")
     return int(key)
+
+
+# /api/recordings/<key>/: GET lists user <key>'s recordings; PATCH and DELETE change the caller's
+# recording with id <key> (one route because a username may be all digits).
+recordings_view = combine(_list, _rename, _delete)

@@ -22,7 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from streams.exceptions import NotFound, Unavailable
+from fc25_denoise.errors import NotFound, Unavailable
 from streams.live.pipeline import detached
 from streams.sfu.janus import JanusError
 from streams.sfu.streaming import NO_SUCH_MOUNTPOINT, Streaming, ViewerRef

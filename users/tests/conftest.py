@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rest_framework.test import APIClient
+from django.test import Client
 
 from testing.people import PASSWORD, MakeUser  # noqa: F401 - re-exported
 from users.models import FriendRequest, Friendship, User
 
-ClientFor = Callable[[User], APIClient]
+ClientFor = Callable[[User], Client]
 
 
 def db_snapshot() -> tuple[list[Any], list[Any], list[Any]]:

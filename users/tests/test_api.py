@@ -7,9 +7,8 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from django.db import connection
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
-from rest_framework.test import APIClient
 
 from users import friendships
 from users.models import FriendRequest, User
@@ -18,9 +17,9 @@ from users.tests.conftest import ClientFor, MakeUser
 PASSWORD = "a-Long-enough-passw0rd"
 
 
-def _sign_up(username: str) -> APIClient:
+def _sign_up(username: str) -> Client:
     """Register through the page with CSRF enforced, like a browser; return the logged-in client."""
-    client = APIClient(enforce_csrf_checks=True)
+    client = Client(enforce_csrf_checks=True)
     page = client.get("/accounts/register/")
     assert page.status_code == 200
     response = client.post(
@@ -33,8 +32,14 @@ def _sign_up(username: str) -> APIClient:
         },
     )
     assert response.status_code == 302, response.content
-    client.credentials(HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value)  # rotated at login
-    return client
+    return _with_csrf_header(client)
+
+
+def _with_csrf_header(client: Client) -> Client:
+    """A client with the same cookies that sends the CSRF cookie's token as X-CSRFToken (rotated at login)."""
+    signed = Client(enforce_csrf_checks=True, headers={"X-CSRFToken": client.cookies["csrftoken"].value})
+    signed.cookies = client.cookies
+    return signed
 
 
 def _names(rows: list[dict[str, Any]]) -> list[str]:
@@ -45,12 +50,10 @@ def test_two_new_users_become_friends_and_part(db: None) -> None:
     alice, bob = _sign_up("alice"), _sign_up("Bob")
 
     found = alice.get("/api/search/", {"q": "BO"}).json()
-    assert found == [
-        {"id": User.objects.get(username="Bob").pk, "username": "Bob", "is_online": False}
-        | {"is_streaming": False, "relation": "none"}
-    ]
+    # A stranger's result carries no presence (is_online / is_streaming): only friends see that.
+    assert found == [{"id": User.objects.get(username="Bob").pk, "username": "Bob", "relation": "none"}]
 
-    sent = alice.post("/api/friend-request/", {"username": "bob"}, format="json")
+    sent = alice.post("/api/friend-request/", {"username": "bob"}, content_type="application/json")
     assert sent.status_code == 201
     body = sent.json()
     assert (body["status"], body["from_user"], body["to_user"]) == ("pending", "alice", "Bob")
@@ -72,7 +75,12 @@ def test_two_new_users_become_friends_and_part(db: None) -> None:
         {"id": User.objects.get(username="alice").pk, "username": "alice"}
         | {"is_online": False, "is_streaming": False}
     ]
-    assert alice.get("/api/search/", {"q": "bob"}).json()[0]["relation"] == "friend"
+    as_friend = alice.get("/api/search/", {"q": "bob"}).json()[0]
+    assert (as_friend["relation"], as_friend["is_online"], as_friend["is_streaming"]) == (
+        "friend",
+        False,
+        False,
+    )
     assert bob.get("/api/friend-requests/").json() == {"incoming": [], "outgoing": []}
 
     gone = bob.delete("/api/friends/alice/")
@@ -81,8 +89,12 @@ def test_two_new_users_become_friends_and_part(db: None) -> None:
 
 
 def test_crossed_request_answers_200_accepted(alice: User, bob: User, client_for: ClientFor) -> None:
-    first = client_for(alice).post("/api/friend-request/", {"username": "bob"}, format="json")
-    crossed = client_for(bob).post("/api/friend-request/", {"username": "alice"}, format="json")
+    first = client_for(alice).post(
+        "/api/friend-request/", {"username": "bob"}, content_type="application/json"
+    )
+    crossed = client_for(bob).post(
+        "/api/friend-request/", {"username": "alice"}, content_type="application/json"
+    )
     assert crossed.status_code == 200
     assert crossed.json()["status"] == "accepted"
     assert crossed.json()["id"] == first.json()["id"]
@@ -101,15 +113,18 @@ def test_reject_and_cancel(alice: User, bob: User, carol: User, client_for: Clie
 
 
 def test_unsafe_request_needs_the_csrf_token(alice: User, bob: User) -> None:
-    client = APIClient(enforce_csrf_checks=True)
+    client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
-    refused = client.post("/api/friend-request/", {"username": "bob"}, format="json")
+    refused = client.post("/api/friend-request/", {"username": "bob"}, content_type="application/json")
     assert refused.status_code == 403
     assert "CSRF" in refused.json()["error"]
     assert not FriendRequest.objects.exists()
     client.get("/")  # any page with a form (here: Log out) sets the cookie
-    client.credentials(HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value)
-    assert client.post("/api/friend-request/", {"username": "bob"}, format="json").status_code == 201
+    client = _with_csrf_header(client)
+    assert (
+        client.post("/api/friend-request/", {"username": "bob"}, content_type="application/json").status_code
+        == 201
+    )
 
 
 def test_search_costs_the_same_queries_for_2_or_20_results(
@@ -149,13 +164,14 @@ def test_unknown_api_path_and_wrong_method_are_json(alice: User, client_for: Cli
     assert unknown.status_code == 404
     assert unknown["Content-Type"] == "application/json"
     assert "no API endpoint" in unknown.json()["error"]
-    unslashed = client.post("/api/friend-request", {"username": "bob"}, format="json")
+    unslashed = client.post("/api/friend-request", {"username": "bob"}, content_type="application/json")
     assert unslashed.status_code == 404
     assert "end with a slash" in unslashed.json()["error"]
     assert "slash" not in client.get("/api/nothing").json()["error"]  # no such path either way
-    wrong = client.put("/api/friends/", {}, format="json")
+    wrong = client.put("/api/friends/", {}, content_type="application/json")
     assert wrong.status_code == 405
-    assert wrong.json() == {"error": 'Method "PUT" not allowed.'}
+    assert wrong.json() == {"error": "Use GET here."}
+    assert wrong["Allow"] == "GET, HEAD, OPTIONS"
     # Outside /api/ a missing page is still Django's HTML page.
     assert client.get("/no-such-page/")["Content-Type"].startswith("text/html")
 

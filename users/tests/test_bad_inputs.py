@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from rest_framework.test import APIClient
+from django.test import Client
 
 from users import friendships
 from users.models import User
@@ -30,7 +30,7 @@ def ids(make_user: MakeUser) -> dict[str, int]:
     }
 
 
-def _send(client: APIClient, method: str, path: str, body: Any) -> Any:
+def _send(client: Client, method: str, path: str, body: Any) -> Any:
     if isinstance(body, tuple):  # (content type, raw body)
         content_type, data = body
     else:
@@ -39,7 +39,7 @@ def _send(client: APIClient, method: str, path: str, body: Any) -> Any:
     return client.generic(method, path, data=data or b"", content_type=content_type)
 
 
-def _assert_refused(client: APIClient, method: str, path: str, body: Any, status: int) -> None:
+def _assert_refused(client: Client, method: str, path: str, body: Any, status: int) -> None:
     before = db_snapshot()
     response = _send(client, method, path, body)
     assert response.status_code == status, (method, path, body, response.content[:300])
@@ -162,17 +162,18 @@ def test_bad_input_is_refused(
 
 @pytest.mark.parametrize(("method", "path", "body"), EVERY_ENDPOINT)
 def test_anonymous_gets_401(ids: dict[str, int], method: str, path: str, body: Any) -> None:
-    _assert_refused(APIClient(), method, path.format(**ids), body, 401)
+    _assert_refused(Client(), method, path.format(**ids), body, 401)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), [e for e in EVERY_ENDPOINT if e[0] != "GET"])
 def test_missing_csrf_token_gets_403(ids: dict[str, int], method: str, path: str, body: Any) -> None:
-    client = APIClient(enforce_csrf_checks=True)
+    client = Client(enforce_csrf_checks=True)
     client.force_login(User.objects.get(username="alice"))
     _assert_refused(client, method, path.format(**ids), body, 403)
     client.cookies["csrftoken"] = "a" * 32
-    client.credentials(HTTP_X_CSRFTOKEN="b" * 32)  # present but wrong
-    _assert_refused(client, method, path.format(**ids), body, 403)
+    wrong = Client(enforce_csrf_checks=True, headers={"X-CSRFToken": "b" * 32})  # present but wrong
+    wrong.cookies = client.cookies
+    _assert_refused(wrong, method, path.format(**ids), body, 403)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), EVERY_ENDPOINT)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from django.db import connections
 
+from fc25_denoise.errors import Conflict
 from users import friendships
-from users.exceptions import Conflict
 from users.models import FriendRequest, Friendship, User
 
 pytestmark = pytest.mark.django_db(transaction=True)

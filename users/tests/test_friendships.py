@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from django.dispatch import Signal
 
+from fc25_denoise.errors import BadRequest, Conflict, Forbidden, NotFound
 from users import friendships, signals
-from users.exceptions import Conflict, InvalidRequest, NotAllowed, NotFound
 from users.models import FriendRequest, Friendship, User
 from users.tests.conftest import MakeUser
 
@@ -68,9 +68,9 @@ def test_crossed_request_befriends_at_once(alice: User, bob: User) -> None:
 @pytest.mark.parametrize(
     ("actor", "action", "error"),
     [
-        ("alice", friendships.accept, NotAllowed),  # the sender can't accept
-        ("alice", friendships.reject, NotAllowed),
-        ("bob", friendships.cancel, NotAllowed),  # the addressee can't cancel
+        ("alice", friendships.accept, Forbidden),  # the sender can't accept
+        ("alice", friendships.reject, Forbidden),
+        ("bob", friendships.cancel, Forbidden),  # the addressee can't cancel
         ("carol", friendships.accept, NotFound),  # outsiders don't learn the request exists
         ("carol", friendships.reject, NotFound),
         ("carol", friendships.cancel, NotFound),
@@ -105,7 +105,7 @@ def test_reject_and_cancel(
 
 
 def test_refusals(alice: User, bob: User, carol: User) -> None:
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(BadRequest):
         friendships.send_request(alice, "Alice")
     with pytest.raises(NotFound):
         friendships.send_request(alice, "nobody")
@@ -133,7 +133,7 @@ def test_unfriend_from_either_side(alice: User, bob: User, who_unfriends: str) -
     assert friendships.friend_ids(alice) == friendships.friend_ids(bob) == set()
     with pytest.raises(NotFound):
         friendships.unfriend(other, me.username)
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(BadRequest):
         friendships.unfriend(me, me.username)
     # Old accepted requests don't stop them from becoming friends again.
     friendships.accept(me, friendships.send_request(other, me.username).pk)

@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from rest_framework.test import APIClient
+from django.test import Client
 
 from users.models import User
 from users.tests.conftest import ClientFor, db_snapshot
@@ -16,9 +16,9 @@ from users.tests.conftest import ClientFor, db_snapshot
 def test_the_choice_is_kept_for_the_account(alice: User, client_for: ClientFor) -> None:
     phone, laptop = client_for(alice), client_for(alice)
     assert phone.get("/api/me/noise/").json() == {"denoise": True, "atten_lim_db": 100.0}
-    response = phone.patch("/api/me/noise/", {"atten_lim_db": 15}, format="json")
+    response = phone.patch("/api/me/noise/", {"atten_lim_db": 15}, content_type="application/json")
     assert response.json() == {"denoise": True, "atten_lim_db": 15.0}
-    phone.patch("/api/me/noise/", {"denoise": False}, format="json")
+    phone.patch("/api/me/noise/", {"denoise": False}, content_type="application/json")
     assert laptop.get("/api/me/noise/").json() == {"denoise": False, "atten_lim_db": 15.0}
     # the main page starts with it, on every device
     html = laptop.get("/").content.decode()
@@ -46,7 +46,7 @@ def test_the_choice_is_kept_for_the_account(alice: User, client_for: ClientFor) 
 def test_bad_changes_are_refused_and_change_nothing(alice: User, client_for: ClientFor, body: object) -> None:
     client = client_for(alice)  # signing in changes last_login: before the snapshot
     before = db_snapshot()
-    response = client.patch("/api/me/noise/", body, format="json")
+    response = client.patch("/api/me/noise/", body, content_type="application/json")
     assert response.status_code == 400
     assert set(response.json()) == {"error"}
     assert db_snapshot() == before
@@ -54,15 +54,15 @@ def test_bad_changes_are_refused_and_change_nothing(alice: User, client_for: Cli
 
 @pytest.mark.django_db
 def test_refusals_without_a_session_or_the_csrf_token(alice: User) -> None:
-    assert APIClient().get("/api/me/noise/").status_code in (401, 403)
-    client = APIClient(enforce_csrf_checks=True)
+    assert Client().get("/api/me/noise/").status_code in (401, 403)
+    client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
     before = db_snapshot()
-    response = client.patch("/api/me/noise/", {"denoise": False}, format="json")
+    response = client.patch("/api/me/noise/", {"denoise": False}, content_type="application/json")
     assert response.status_code == 403
     assert set(response.json()) == {"error"}
     assert db_snapshot() == before
-    plain = APIClient()
+    plain = Client()
     plain.force_login(alice)
     response = plain.patch("/api/me/noise/", b"{nope", content_type="application/json")
     assert (response.status_code, set(response.json())) == (400, {"error"})

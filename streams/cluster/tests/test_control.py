@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from channels_redis.core import RedisChannelLayer
 
+from fc25_denoise.errors import Conflict, NotFound, Unavailable
 from streams.cluster.control import ControlBus, channel_name
-from streams.exceptions import Conflict, NotFound, Unavailable
 
 
 @pytest.fixture

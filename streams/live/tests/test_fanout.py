@@ -3,34 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import fractions
 
-import av
 import numpy as np
 from aiortc.codecs.opus import OpusDecoder
 from aiortc.jitterbuffer import JitterFrame
 
-from streams.live.fanout import (
-    FRAME_SAMPLES,
-    SAMPLE_RATE,
-    EncodedPacket,
-    Hub,
-    ListenerQueue,
-    OpusEncoder,
-    silence_packet,
-)
-
-
-def _frame(samples: np.ndarray, layout: str = "stereo") -> av.AudioFrame:
-    data = (
-        np.repeat(samples[:, None], 2, axis=1).reshape(1, -1)
-        if layout == "stereo"
-        else samples.reshape(1, -1)
-    )
-    frame = av.AudioFrame.from_ndarray(data.astype(np.int16), format="s16", layout=layout)
-    frame.sample_rate = SAMPLE_RATE
-    frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
-    return frame
+from streams.live.fanout import EncodedPacket, Hub, ListenerQueue
+from streams.live.opus import FRAME_SAMPLES, SAMPLE_RATE, OpusEncoder, silence_packet
 
 
 def _decode(packets: list[bytes]) -> np.ndarray:
@@ -51,9 +30,8 @@ def test_encoder_makes_one_decodable_20ms_packet_per_frame() -> None:
     encoder = OpusEncoder()
     t = np.arange(FRAME_SAMPLES * 25) / SAMPLE_RATE
     tone = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
-    packets = [
-        encoder.encode(_frame(tone[i : i + FRAME_SAMPLES])) for i in range(0, len(tone), FRAME_SAMPLES)
-    ]
+    mono = (tone / 32768).astype(np.float32)  # the live path's one format
+    packets = [encoder.encode(mono[i : i + FRAME_SAMPLES]) for i in range(0, len(tone), FRAME_SAMPLES)]
     assert all(len(p) == 1 for p in packets)
     decoded = _decode([p[0] for p in packets])
     assert len(decoded) == len(tone)
@@ -64,7 +42,7 @@ def test_encoder_makes_one_decodable_20ms_packet_per_frame() -> None:
 def test_encoder_rechunks_other_frame_sizes() -> None:
     encoder = OpusEncoder()
     sizes = [480, 480, 2880, 960]
-    counts = [len(encoder.encode(_frame(np.zeros(n, np.int16), "mono"))) for n in sizes]
+    counts = [len(encoder.encode(np.zeros(n, np.float32))) for n in sizes]
     assert counts == [0, 1, 3, 1]
 
 

@@ -11,7 +11,7 @@ import pytest
 from channels.db import database_sync_to_async
 from pytest_django.fixtures import Settings
 
-from streams.exceptions import Conflict, Forbidden, NotFound, Unavailable
+from fc25_denoise.errors import Conflict, Forbidden, NotFound, Unavailable
 from streams.live.registry import StreamRegistry
 from streams.live.session import LiveSession, Timing
 from streams.live.webrtc import parse_offer

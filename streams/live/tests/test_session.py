@@ -9,17 +9,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 import soundfile as sf
 from aiortc import RTCIceServer
 
-from streams.exceptions import Unavailable
-from streams.live.fanout import silence_packet
+from denoise.stream import Controls
+from fc25_denoise.errors import Unavailable
 from streams.live.metrics import Metrics
+from streams.live.opus import silence_packet
 from streams.live.pipeline import INBOX_FRAMES
-from streams.live.session import LiveSession, SessionParts, Timing
+from streams.live.session import LiveSession, SessionResources, SessionShared, Timing
 from streams.live.webrtc import parse_offer
 from streams.recordings.recorder import Recorder
 from testing import peers
@@ -28,20 +28,19 @@ pytestmark = pytest.mark.webrtc
 
 
 class FakeProcessor:
-    """Stands in for the engine adapter: copies frames, optionally slowly."""
+    """Stands in for the engine adapter: copies blocks, optionally slowly."""
 
     def __init__(self, delay_s: float = 0.0) -> None:
-        self.delay_s = delay_s
-        self.enabled = True
-        self.atten_lim_db = 100.0
-        self.denoiser = None
+        self.slow_s = delay_s
+        self.delay_s = 0.03
+        self.controls = Controls()
         self.closed = False
         self.calls = 0
 
-    async def process(self, frame: av.AudioFrame) -> av.AudioFrame:
+    async def process_samples(self, samples: np.ndarray) -> np.ndarray:
         self.calls += 1
-        await asyncio.sleep(self.delay_s)
-        return frame
+        await asyncio.sleep(self.slow_s)
+        return samples
 
     def close(self) -> None:
         self.closed = True
@@ -57,20 +56,23 @@ async def make_session(tmp_path: Path) -> AsyncIterator[Any]:
     ) -> tuple[LiveSession, Recorder, Metrics]:
         recorder = Recorder(tmp_path / f"{len(made)}.wav", tmp_path / f"{len(made)}-raw.wav")
         metrics = Metrics()
-        parts = SessionParts(
-            processor=processor,  # type: ignore[arg-type]
-            recorder=recorder,
+        shared = SessionShared(
             metrics=metrics,
             encode_executor=executor,
             silence=silence_packet(),
             ice_servers=ice_servers,
-            is_online=_offline,
-            listeners_changed=lambda count: None,
+            events=Offline(),  # type: ignore[arg-type]
             max_listeners=2,
             timing=Timing(**timing),
         )
-        session = LiveSession(
-            user_id=1, session_id="s" * 32, recording_id=1, started_at=dt.datetime.now(dt.UTC), parts=parts
+        session = LiveSession(user_id=1, session_id="s" * 32, shared=shared)
+        session.go_live(
+            SessionResources(
+                recording_id=1,
+                started_at=dt.datetime.now(dt.UTC),
+                processor=processor,  # type: ignore[arg-type]
+                recorder=recorder,
+            )
         )
         made.append(session)
         return session, recorder, metrics
@@ -81,8 +83,17 @@ async def make_session(tmp_path: Path) -> AsyncIterator[Any]:
     executor.shutdown()
 
 
-async def _offline() -> bool:
-    return False
+class Offline:
+    """The session's StreamEvents: its owner is never online; listener counts are kept."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+
+    async def listeners_changed(self, user_id: int, count: int) -> None:
+        self.counts.append(count)
+
+    async def is_online(self, user_id: int) -> bool:
+        return False
 
 
 def _tone(seconds: float) -> np.ndarray:
@@ -167,3 +178,38 @@ async def test_media_that_stops_asks_to_end(make_session: Any) -> None:
     await peers.wait_for(lambda: session.media.frames_in >= 5, timeout=5)
     source.playing.clear()  # the broadcaster goes quiet without hanging up
     assert await asyncio.wait_for(session.ended, timeout=5) == "media_stopped"
+
+
+async def test_one_mono_block_per_frame_goes_to_the_engine_the_recorder_and_the_encoder(
+    make_session: Any,
+) -> None:
+    """aiortc's s16 stereo frames are converted once, at the entry; every stage gets that array."""
+    processor = FakeProcessor()
+    session, recorder, _ = make_session(processor)
+    engine_in: list[np.ndarray] = []
+    process = processor.process_samples
+
+    async def engine(samples: np.ndarray) -> np.ndarray:
+        engine_in.append(samples)
+        return await process(samples)
+
+    written: list[tuple[np.ndarray, np.ndarray]] = []
+    write = recorder.write
+    recorder.write = lambda clean, raw=None: (written.append((clean, raw)), write(clean, raw))  # type: ignore[method-assign]
+    encoded: list[np.ndarray] = []
+    encoder = session.media._encoder
+    encode = encoder.encode
+    encoder.encode = lambda samples: (encoded.append(samples), encode(samples))[1]  # type: ignore[method-assign]
+    processor.process_samples = engine  # type: ignore[method-assign]
+    tone = _tone(0.2)
+    session.attach(peers.ArrayTrack(tone, end=True, stereo=True))
+    await asyncio.wait_for(session.ended, timeout=5)
+    await session.close()
+
+    assert len(engine_in) == len(written) == len(encoded) == 10
+    for block, (clean, raw), sent in zip(engine_in, written, encoded, strict=True):
+        assert block.dtype == np.float32
+        assert block.shape == (960,)
+        assert raw is block  # the recorder's raw copy is the engine's input itself
+        assert clean is sent  # and the encoder gets the engine's output as it came
+    np.testing.assert_allclose(np.concatenate(engine_in), tone / 32768, atol=1e-4)

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
-from streams.live.fanout import FRAME_SAMPLES, TIME_BASE, EncodedPacket, ListenerQueue
+from streams.live.fanout import EncodedPacket, ListenerQueue
+from streams.live.opus import FRAME_SAMPLES, TIME_BASE
 from streams.live.tracks import FRAME_S, TRIM_KEEP, ListenerTrack
 
 SILENCE = b"\xf8\xff\xfe"

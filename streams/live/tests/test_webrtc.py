@@ -7,7 +7,7 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 from django.core.exceptions import ImproperlyConfigured
 
-from streams.exceptions import BadRequest
+from fc25_denoise.errors import BadRequest
 from streams.live.webrtc import (
     MAX_SDP_CHARS,
     answer_broadcaster,

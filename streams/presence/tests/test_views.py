@@ -28,7 +28,7 @@ async def client_for(harness: WsHarness, user: User | None) -> ServicesClient:
 async def test_anonymous_poll_is_a_401_json_error(make_harness: MakeHarness) -> None:
     response = await (await client_for(make_harness(), None)).get(URL)
     assert response.status_code == 401
-    assert response.json() == {"error": "Authentication credentials were not provided."}
+    assert response.json() == {"error": "Sign in first."}
 
 
 async def test_poll_equals_the_socket_snapshot_and_answers_304_until_it_changes(
@@ -65,7 +65,7 @@ async def test_poll_equals_the_socket_snapshot_and_answers_304_until_it_changes(
 async def test_other_methods_are_a_405_json_error(make_harness: MakeHarness, alice: User) -> None:
     response = await (await client_for(make_harness(), alice)).post(URL, {}, content_type="application/json")
     assert response.status_code == 405
-    assert response["Allow"] == "GET, HEAD"
+    assert response["Allow"] == "GET, HEAD, OPTIONS"
     assert "error" in response.json()
 
 

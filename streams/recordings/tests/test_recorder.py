@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
+from streams.recordings import recorder as recorder_module
 from streams.recordings.recorder import Recorder
 from streams.recordings.wav_file import RecordingStats
 from testing.samples import FRAME, FakeClock, ramp, stereo_frame
@@ -146,3 +148,24 @@ def test_disk_error_stops_recording_but_close_still_works(tmp_path: Path) -> Non
     assert rec.error.errno == errno.ENOSPC
     assert stats.duration_s == 0
     assert sf.info(tmp_path / "h.wav").frames == 0
+
+
+def test_mono_float_blocks_are_converted_in_the_writer_thread_not_the_callers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    converted_in: list[str] = []
+    real = recorder_module.to_int16
+
+    def spy(block: np.ndarray, channels: int, sample_rate: int) -> np.ndarray:
+        converted_in.append(threading.current_thread().name)
+        return real(block, channels, sample_rate)
+
+    monkeypatch.setattr(recorder_module, "to_int16", spy)
+    rec = Recorder(tmp_path / "m.wav", tmp_path / "m-raw.wav")
+    clean = np.array([0.5, -0.25, 1.0], np.float32)  # the live path's blocks: mono float32
+    rec.write(clean, -clean)
+    assert converted_in == []  # write() only queued the block
+    rec.close()
+    assert converted_in == ["recorder-m.wav"] * 2  # clean and raw, in the writer thread
+    np.testing.assert_array_equal(sf.read(tmp_path / "m.wav", dtype="int16")[0], [16384, -8192, 32767])
+    np.testing.assert_array_equal(sf.read(tmp_path / "m-raw.wav", dtype="int16")[0], [-16384, 8192, -32768])

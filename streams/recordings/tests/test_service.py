@@ -19,7 +19,7 @@ from django.conf import settings as django_settings
 from django.db import transaction
 from pytest_django.fixtures import Settings
 
-from streams.exceptions import Conflict, Forbidden, NotFound, Unavailable
+from fc25_denoise.errors import Conflict, Forbidden, NotFound, Unavailable
 from streams.models import Recording
 from streams.recordings import service as recordings
 from streams.recordings.wav_file import RecordingStats

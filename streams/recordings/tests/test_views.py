@@ -12,8 +12,7 @@ import pytest
 import soundfile as sf
 from asgiref.sync import sync_to_async
 from django.http import HttpResponseBase
-from django.test import AsyncClient
-from rest_framework.test import APIClient
+from django.test import AsyncClient, Client
 
 from streams.models import Recording
 from streams.recordings import service as recordings
@@ -23,7 +22,7 @@ from testing.samples import FRAME, FakeClock, ramp
 from users.models import User
 
 Befriend = Callable[[User, User], None]
-ClientFor = Callable[[User], APIClient]
+ClientFor = Callable[[User], Client]
 
 
 def make_recording(owner: User, *, frames: int = 10, raw: bool = True, finish: bool = True) -> Recording:
@@ -110,7 +109,7 @@ def test_list_refusals(
     alice: User, carol: User, media_root: Path, client_for: ClientFor, who: str | None, path: str, status: int
 ) -> None:
     make_recording(alice)
-    client = client_for(carol) if who else APIClient()
+    client = client_for(carol) if who else Client()
     response = client.get(path)
     assert response.status_code == status
     assert set(response.json()) == {"error"}
@@ -293,7 +292,7 @@ def test_owner_deletes_row_and_files(
 @pytest.mark.django_db
 def test_delete_needs_the_csrf_token(alice: User, media_root: Path) -> None:
     rec = make_recording(alice)
-    client = APIClient(enforce_csrf_checks=True)
+    client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
     before = snapshot(media_root)
     response = client.delete(f"/api/recordings/{rec.pk}/")
@@ -339,7 +338,7 @@ def test_refused_requests_change_nothing(
 ) -> None:
     befriend(alice, bob)
     ids = {"own": make_recording(alice).pk, "live": make_recording(alice, finish=False).pk}
-    client = client_for({"alice": alice, "bob": bob, "carol": carol}[who]) if who else APIClient()
+    client = client_for({"alice": alice, "bob": bob, "carol": carol}[who]) if who else Client()
     before = snapshot(media_root)
     response = getattr(client, method)(path.format(**ids))
     assert response.status_code == status
@@ -374,13 +373,22 @@ def test_a_page_leaves_out_short_ones_but_counts_them(
 def test_owner_renames_and_resets_a_title(alice: User, media_root: Path, client_for: ClientFor) -> None:
     rec = make_recording(alice)
     client = client_for(alice)
-    response = client.patch(f"/api/recordings/{rec.pk}/", {"title": "  Band\\npractice  "}, format="json")
+    response = client.patch(
+        f"/api/recordings/{rec.pk}/", {"title": "  Band\\npractice  "}, content_type="application/json"
+    )
     assert response.status_code == 200
     assert response.json()["title"] == "Band\\npractice"
-    response = client.patch(f"/api/recordings/{rec.pk}/", {"title": "Band\npractice\t take 2"}, format="json")
+    response = client.patch(
+        f"/api/recordings/{rec.pk}/", {"title": "Band\npractice\t take 2"}, content_type="application/json"
+    )
     assert response.json()["title"] == "Band practice take 2"  # one line
     assert client.get("/api/recordings/alice/").json()[0]["title"] == "Band practice take 2"
-    assert client.patch(f"/api/recordings/{rec.pk}/", {"title": ""}, format="json").json()["title"] == ""
+    assert (
+        client.patch(f"/api/recordings/{rec.pk}/", {"title": ""}, content_type="application/json").json()[
+            "title"
+        ]
+        == ""
+    )
 
 
 @pytest.mark.django_db
@@ -413,9 +421,9 @@ def test_refused_renames_change_nothing(
 ) -> None:
     befriend(alice, bob)
     own = make_recording(alice).pk
-    client = client_for({"alice": alice, "bob": bob, "carol": carol}[who]) if who else APIClient()
+    client = client_for({"alice": alice, "bob": bob, "carol": carol}[who]) if who else Client()
     before = snapshot(media_root)
-    response = client.patch(f"/api/recordings/{key.format(own=own)}/", body, format="json")
+    response = client.patch(f"/api/recordings/{key.format(own=own)}/", body, content_type="application/json")
     assert response.status_code == status
     assert set(response.json()) == {"error"}
     assert snapshot(media_root) == before

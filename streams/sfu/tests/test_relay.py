@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from streams.exceptions import NotFound, Unavailable
+from fc25_denoise.errors import NotFound, Unavailable
 from streams.live.fanout import EncodedPacket, Hub, OpusEncoder
 from streams.sfu.janus import JanusUnavailable
 from streams.sfu.listeners import JanusListeners
