@@ -27,6 +27,7 @@ from fc25_denoise.errors import BadRequest, Conflict, Forbidden, NotFound, Unava
 from fc25_denoise.ice import ice_servers_for
 from streams.events import StreamEvents, tell
 from streams.live import state as live_state
+from streams.live.hooks import NoHooks, SessionHooks
 from streams.live.lifecycle import EndReason, SessionState
 from streams.live.metrics import Metrics
 from streams.live.opus import silence_packet
@@ -44,9 +45,15 @@ MODEL_LOAD_WAIT_S = 10.0
 
 class StreamRegistry:
     def __init__(
-        self, events: StreamEvents, *, pool: ProcessorPool | None = None, timing: Timing | None = None
+        self,
+        events: StreamEvents,
+        *,
+        pool: ProcessorPool | None = None,
+        timing: Timing | None = None,
+        hooks: SessionHooks | None = None,
     ):
         self.events = events
+        self.hooks: SessionHooks = hooks or NoHooks()
         self.metrics = Metrics()
         self._pool = pool or ProcessorPool()
         self._encode_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="opus")
@@ -131,7 +138,7 @@ class StreamRegistry:
         session = LiveSession(user_id=user.pk, session_id=uuid.uuid4().hex, shared=self._shared())
         self._sessions[user.pk] = session
         try:
-            resources = await self._open_resources(user, controls)
+            resources = await self._open_resources(user, controls, session)
         except BaseException:
             session.abandon()
             del self._sessions[user.pk]
@@ -140,6 +147,7 @@ class StreamRegistry:
         self._by_id[session.session_id] = session
         self._count_live()
         self._supervisors[session] = self._tasks.spawn(self._supervise(session), "supervise")
+        await self.hooks.live(session)
         await tell(
             self.events.stream_started(
                 user.pk,
@@ -164,11 +172,14 @@ class StreamRegistry:
             open_pcs=self._open_pcs,
         )
 
-    async def _open_resources(self, user: User, controls: Controls) -> SessionResources:
+    async def _open_resources(self, user: User, controls: Controls, session: LiveSession) -> SessionResources:
         if not await database_sync_to_async(live_state.claim_streaming)(user.pk):
             raise Conflict("You are already live (maybe from another tab or device).")
         recording = recorder = processor = None
+        opened = False
         try:
+            await self.hooks.opening(session)  # first: a refusal there leaves no recording behind
+            opened = True
             recording = await database_sync_to_async(recordings.create_recording)(
                 user,
                 denoise=controls.enabled,
@@ -187,6 +198,8 @@ class StreamRegistry:
                 await self._finalize(recording.pk, await recorder.aclose())  # type: ignore[union-attr]
             elif recording is not None:
                 await self._finalize(recording.pk, RecordingStats(0.0, 0))
+            if opened:
+                await self.hooks.ended(session)
             await database_sync_to_async(live_state.set_streaming)(user.pk, False)
             raise
         return SessionResources(
@@ -228,6 +241,7 @@ class StreamRegistry:
         self.metrics.sessions_ended.labels(reason).inc()
         try:
             stats = await session.close()
+            await self.hooks.ended(session)
             await self._finalize(session.recording_id, stats)
         finally:
             await self._clear_flag(session.user_id)
@@ -267,21 +281,6 @@ class StreamRegistry:
 
     async def accept_offer(self, user: User, session_id: object, offer: Offer) -> RTCSessionDescription:
         return await self.broadcast_session(user, session_id).accept_broadcast(offer)
-
-    async def listen_session(self, listener: User, username: str) -> LiveSession:
-        """The live session `listener` may listen to (the API checks it before reading the SDP)."""
-        owner = await database_sync_to_async(live_state.visible_owner)(listener, username, friends_only=True)
-        session = self._live(owner.pk)
-        if session is None:
-            if owner.is_streaming:
-                raise Unavailable(
-                    f"{owner.username}'s stream is served by another server process; reload to retry."
-                )
-            raise NotFound(f"{owner.username} is not live.")
-        return session
-
-    async def listen(self, listener: User, username: str, offer: Offer) -> RTCSessionDescription:
-        return await (await self.listen_session(listener, username)).add_listener(offer)
 
     async def own_session(self, user: User, verb: str = "change") -> LiveSession:
         """The user's live session on this process; NotFound (or Conflict if elsewhere) otherwise."""

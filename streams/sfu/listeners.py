@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from fc25_denoise.errors import NotFound, Unavailable
-from streams.live.pipeline import detached
+from streams.live.tasks import detached
 from streams.sfu.janus import JanusError
 from streams.sfu.streaming import NO_SUCH_MOUNTPOINT, Streaming, ViewerRef
 

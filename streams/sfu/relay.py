@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from streams.live.fanout import Hub, ListenerQueue
-from streams.live.pipeline import detached
+from streams.live.tasks import detached
 from streams.sfu.janus import JanusError
 from streams.sfu.rtp import RtpSender, forward
 from streams.sfu.streaming import Mountpoint, Streaming

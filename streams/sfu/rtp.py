@@ -17,7 +17,8 @@ import time
 
 from aiortc.rtp import RtpPacket
 
-from streams.live.fanout import FRAME_SAMPLES, SAMPLE_RATE, ListenerQueue
+from streams.live.fanout import ListenerQueue
+from streams.live.opus import FRAME_SAMPLES, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from fc25_denoise.errors import NotFound, Unavailable
-from streams.live.fanout import EncodedPacket, Hub, OpusEncoder
+from streams.live.fanout import EncodedPacket, Hub
+from streams.live.opus import OpusEncoder
 from streams.sfu.janus import JanusUnavailable
 from streams.sfu.listeners import JanusListeners
 from streams.sfu.relay import JanusRelay, RelayCallbacks
