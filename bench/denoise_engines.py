@@ -25,11 +25,13 @@ from bench.denoise_bench import Settings, capacity, load, stereo_frames
 from bench.denoise_costs import PERIOD, model_hops, rss_mb
 from bench.report import write_section
 from denoise.batched import BatchedDeepFilterNet3
-from denoise.engine import DeepFilterNet3
-from denoise.pool import cpu_count
+from denoise.engine import DeepFilterNet3, Engine
+from denoise.pool import AudioProcessor, ProcessorPool, cpu_count
 from denoise.stream import Denoiser
 
 BATCHES = (1, 4, 12, 32)
+POOL_STREAMS = (8, 32)
+_FRAMES = stereo_frames(load("noisy_snr0.wav"))
 MACS_PER_HOP = 3.07e6  # DFN3's multiply-adds per hop
 PEAK_GFLOPS = 78.0  # per core, this Zen 3 with AVX2 + FMA
 
@@ -74,6 +76,25 @@ def _paced(work: Callable[[int], None], streams: int, rounds: int) -> float:
     return statistics.median(per_hop[10:])  # the first rounds warm up
 
 
+async def pool_frame_cpu(factory: Callable[[], Engine], streams: int, count: int = 150) -> float:
+    """Process CPU ms per stream-frame through the production pool, streams fed back to back
+    (each stream's frames in order, all streams at once): what real time costs, without the
+    pacing, so other work on the machine cannot make it miss deadlines."""
+    async with ProcessorPool(engine_factory=factory) as pool:
+        processors = [pool.open() for _ in range(streams)]
+        frames = _FRAMES[:count]
+
+        async def feed(processor: AudioProcessor) -> None:
+            for frame in frames:
+                await processor.process(frame)
+
+        await asyncio.gather(*(p.process(frames[0]) for p in processors))
+        start = os.times()
+        await asyncio.gather(*(feed(p) for p in processors))
+        end = os.times()
+    return (end.user + end.system - start.user - start.system) * 1000 / (streams * count)
+
+
 def batched_memory(engine: BatchedDeepFilterNet3, frames: list, count: int = 50) -> float:
     """RSS added per open Denoiser on the batched engine, after a few frames each, in KB."""
     warm = Denoiser(engine=engine)
@@ -110,6 +131,7 @@ def markdown(
     once: tuple[float, float],
     load_start: float,
     build_s: float,
+    pool_cpu: dict[int, tuple[float, float]],
 ) -> str:
     rows = []
     for streams, (lib, bat) in paced.items():
@@ -123,6 +145,11 @@ def markdown(
     for name, (_, trials) in caps.items():
         trial_rows += [f"| {name} | {n} | {late * 100:.2f}% | {p99:.1f} ms |" for n, late, p99 in trials]
     ratio = f"{bat_cap / lib_cap:.1f}x" if lib_cap else "n/a"
+    pool_rows = "\n".join(
+        f"| {n} | {lib:.2f} ms | {bat:.2f} ms | **{lib / bat:.1f}x** | {cpu_count() * 20 / lib:.0f} / "
+        f"**{cpu_count() * 20 / bat:.0f}** |"
+        for n, (lib, bat) in pool_cpu.items()
+    )
     bound = cpu_count() * 0.30 * PEAK_GFLOPS * 1e9 / (2 * MACS_PER_HOP * 100)
     return f"""
 `python -m bench.denoise_engines`. Load average {load_start:.2f} at the start,
@@ -139,6 +166,14 @@ CPU per stream-hop, paced (every 20 ms, two 10 ms hops of each stream; one threa
 FLOP bound for comparison: DFN3 costs {MACS_PER_HOP / 1e6:.2f} M multiply-adds per hop; this CPU
 peaks near {PEAK_GFLOPS:.0f} GFLOP/s per core, so at 30% of peak {cpu_count()} cores would carry
 ~{bound:.0f} streams.
+
+Process CPU per 20 ms stream-frame through the production pool (`ProcessorPool`, aiortc-style
+stereo s16 frames, event loop and worker threads included), streams fed back to back; the
+ceiling is {cpu_count()} cores x 20 ms / that cost:
+
+| streams | libDF | batched | libDF / batched | CPU-bound ceiling, libDF / batched |
+| --- | --- | --- | --- | --- |
+{pool_rows}
 
 Real-time capacity through the production pool (`ProcessorPool`, {cpu_count()} workers; streams
 under 1% of frames late): **libDF {lib_cap}, batched {bat_cap} ({ratio})**. Goal: >= 40 and >= 4x.
@@ -160,7 +195,7 @@ def main() -> None:
     args = parser.parse_args()
     rounds = 60 if args.quick else 150
     load_start = os.getloadavg()[0]
-    frames = stereo_frames(load("noisy_snr0.wav"))
+    frames = _FRAMES
     hops = model_hops(frames)
     once = engine_rss()
     libdf = DeepFilterNet3()
@@ -174,13 +209,18 @@ def main() -> None:
         bat = paced_batched(batched, hops, streams, rounds)
         paced[streams] = (lib, bat)
         print(f"paced B={streams}: libDF {lib:.3f} ms, batched {bat:.3f} ms per stream-hop", flush=True)
+    pool_cpu = {
+        n: (asyncio.run(pool_frame_cpu(DeepFilterNet3, n)), asyncio.run(pool_frame_cpu(lambda: batched, n)))
+        for n in POOL_STREAMS
+    }
+    print(f"pool CPU per stream-frame: {pool_cpu}", flush=True)
     seconds = 3.0 if args.quick else 6.0
     caps = {
         "libdf": asyncio.run(capacity(frames, Settings(1, seconds, 24), DeepFilterNet3)),
         "batched": asyncio.run(capacity(frames, Settings(1, seconds, 96), lambda: batched)),
     }
     print({k: v[0] for k, v in caps.items()}, flush=True)
-    body = markdown(paced, caps, mem_kb, once, load_start, build_s)
+    body = markdown(paced, caps, mem_kb, once, load_start, build_s, pool_cpu)
     write_section("denoise-engines", "Denoise engines side by side: libDF vs batched (onnxruntime)", body)
     print(body)
 

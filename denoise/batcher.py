@@ -5,11 +5,14 @@ A worker takes every frame that is due from its streams, cuts each into hops
 (`Denoiser.prepare`), runs hop k of every stream that has one as a single engine call, and
 finishes each frame (`Denoiser.complete`). It never waits for a straggler: whatever arrives
 during a call goes into the next one. A stream's items (frames and plain calls such as its
-close) run in submission order; at most one frame per stream is in a call.
+close) run in submission order; at most one frame per stream is in a call. Results for the
+event loop are settled with one `call_soon_threadsafe` per call, not one wake-up per frame.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -35,10 +38,19 @@ class BatchEngine(Engine, Protocol):
 
 
 class _Frame:
-    __slots__ = ("denoiser", "frame", "future")
+    """A frame to denoise; its result goes to a concurrent future, or to an asyncio future that
+    the worker settles on its loop together with the rest of the call's (one wake-up a call)."""
 
-    def __init__(self, denoiser: Denoiser, frame: av.AudioFrame | MonoBlock, future: Future[Any]) -> None:
-        self.denoiser, self.frame, self.future = denoiser, frame, future
+    __slots__ = ("denoiser", "frame", "future", "loop")
+
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        frame: av.AudioFrame | MonoBlock,
+        future: Future[Any] | asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.denoiser, self.frame, self.future, self.loop = denoiser, frame, future, loop
 
 
 class _Call:
@@ -66,6 +78,13 @@ class Lane:
         """Denoise `frame` (or a live stream's MonoBlock) with `denoiser` in the worker's next batch."""
         future: Future[Any] = Future()
         self._worker.put(self, _Frame(denoiser, frame, future))
+        return future
+
+    def process(self, denoiser: Denoiser, frame: av.AudioFrame | MonoBlock) -> asyncio.Future[Any]:
+        """`submit_frame` for the event loop's thread: an asyncio future, settled on this loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._worker.put(self, _Frame(denoiser, frame, future, loop))
         return future
 
     def release(self) -> None:
@@ -167,14 +186,15 @@ def _run_call(call: _Call) -> None:
 
 def run_frames(engine: BatchEngine, frames: Sequence[_Frame]) -> None:
     """One frame of each of several streams: prepare, the hops as batched calls, complete."""
+    outcome = _Outcome()
     jobs: list[tuple[_Frame, FrameJob]] = []
     for item in frames:
-        if not item.future.set_running_or_notify_cancel():
+        if item.loop is None and not item.future.set_running_or_notify_cancel():  # type: ignore[union-attr]
             continue
         try:
             jobs.append((item, item.denoiser.prepare(item.frame)))
         except BaseException as exc:  # noqa: BLE001 - this frame's error goes to its own future
-            item.future.set_exception(exc)
+            outcome.fail(item, exc)
     outputs = [np.zeros_like(job.hops) for _, job in jobs]
     snrs = [np.zeros(len(job.hops), np.float32) for _, job in jobs]
     failed: dict[int, BaseException] = {}
@@ -196,9 +216,48 @@ def run_frames(engine: BatchEngine, frames: Sequence[_Frame]) -> None:
             snrs[i][step] = lsnr[row]
     for i, (item, job) in enumerate(jobs):
         if i in failed:
-            item.future.set_exception(failed[i])
+            outcome.fail(item, failed[i])
             continue
         try:
-            item.future.set_result(item.denoiser.complete(job, outputs[i], snrs[i].tolist()))
+            outcome.done(item, item.denoiser.complete(job, outputs[i], snrs[i].tolist()))
         except BaseException as exc:  # noqa: BLE001 - this frame's error goes to its own future
-            item.future.set_exception(exc)
+            outcome.fail(item, exc)
+    outcome.deliver()
+
+
+class _Outcome:
+    """Results of one call: concurrent futures are set at once, asyncio ones in one batch per loop."""
+
+    def __init__(self) -> None:
+        self._by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, bool]]] = {}
+
+    def done(self, item: _Frame, result: Any) -> None:
+        self._settle(item, result, False)
+
+    def fail(self, item: _Frame, exc: BaseException) -> None:
+        self._settle(item, exc, True)
+
+    def _settle(self, item: _Frame, value: Any, failed: bool) -> None:
+        if item.loop is None:
+            future: Future[Any] = item.future  # type: ignore[assignment]
+            if failed:
+                future.set_exception(value)
+            else:
+                future.set_result(value)
+        else:
+            self._by_loop.setdefault(item.loop, []).append((item.future, value, failed))  # type: ignore[arg-type]
+
+    def deliver(self) -> None:
+        for loop, settled in self._by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                loop.call_soon_threadsafe(_settle_all, settled)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, bool]]) -> None:
+    for future, value, failed in settled:
+        if future.done():
+            continue  # a cancelled wait: the frame was still processed
+        if failed:
+            future.set_exception(value)
+        else:
+            future.set_result(value)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Protocol
@@ -53,7 +53,7 @@ class _Lane(Protocol):
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]: ...
 
-    def submit_frame(self, denoiser: Denoiser, frame: av.AudioFrame | MonoBlock) -> Future[Any]: ...
+    def process(self, denoiser: Denoiser, frame: av.AudioFrame | MonoBlock) -> Awaitable[Any]: ...
 
     def release(self) -> None: ...
 
@@ -67,8 +67,8 @@ class _ExecutorLane:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         return self._executor.submit(fn, *args)
 
-    def submit_frame(self, denoiser: Denoiser, frame: av.AudioFrame | MonoBlock) -> Future[Any]:
-        return self._executor.submit(denoiser.process, frame)
+    def process(self, denoiser: Denoiser, frame: av.AudioFrame | MonoBlock) -> Awaitable[Any]:
+        return asyncio.wrap_future(self._executor.submit(denoiser.process, frame))
 
     def release(self) -> None:
         return None
@@ -192,7 +192,7 @@ class AudioProcessor:
             controls = self.controls
             denoiser.enabled = controls.enabled
             denoiser.atten_lim_db = controls.atten_lim_db
-            return await asyncio.wrap_future(self._lane.submit_frame(denoiser, frame))  # type: ignore[no-any-return]
+            return await self._lane.process(denoiser, frame)  # type: ignore[no-any-return]
 
     async def process_samples(self, samples: Mono) -> Mono:
         """Denoise one block of mono float32 samples at the engine's rate (a `MonoBlock` with
@@ -202,7 +202,7 @@ class AudioProcessor:
             if self._closed:
                 raise StreamClosedError("this AudioProcessor is closed")
             block = MonoBlock(samples, self.controls)
-            return await asyncio.wrap_future(self._lane.submit_frame(denoiser, block))  # type: ignore[no-any-return]
+            return await self._lane.process(denoiser, block)  # type: ignore[no-any-return]
 
     @property
     def sample_rate(self) -> int:

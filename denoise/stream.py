@@ -21,7 +21,8 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from denoise.audio import FrameCodec, FrameFormat, Mono, Planar, SampleFifo, stream_lag
+from denoise.audio import FrameFormat, Mono, Planar, SampleFifo, stream_lag
+from denoise.codec import codec_for
 from denoise.engine import ATTEN_LIM_MAX_DB, DeepFilterNet3, Engine, EngineState, validate_atten_lim
 from denoise.exceptions import FormatError, FormatUnknownError, InvalidSettingError, StreamClosedError
 
@@ -70,7 +71,7 @@ class _Pipeline:
 
     def __init__(self, fmt: FrameFormat, engine: Engine) -> None:
         self.fmt = fmt
-        self.codec = FrameCodec(fmt, engine.sample_rate)
+        self.codec = codec_for(fmt, engine.sample_rate)
         primed = stream_lag(fmt, engine.sample_rate, engine.hop_size)
         self.delay_samples = primed + _model_delay(engine, fmt.sample_rate)
         # The model's first output predates the stream; mute it rather than pass on its residue.

@@ -1,7 +1,12 @@
-"""GET /healthz: can this process reach its database and its channel layer? JSON 200 or 503.
+"""GET /healthz: can this process reach its database, its channel layer and its presence
+store? JSON 200 or 503.
 
 No authentication and nothing secret in the answer, so a load balancer, a monitor or the
 operator's `curl` can ask; the failure text names the broken part, never a credential.
+Each check is a real round trip that competes with no consumer: the channel layer sends to a
+group nobody joins (channels-redis reads and trims the group's members in Redis, and queues
+nothing), presence pings Redis on its own connection. (Receiving on a fresh channel would
+queue behind the process's receive lock, which an open socket's consumer holds.)
 """
 
 from __future__ import annotations
@@ -16,18 +21,17 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
+from redis.exceptions import RedisError
+
+from streams.presence.service import Presence
 
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_S = 3.0
-# What a broken Redis layer raises: connection refused/reset, DNS, timeouts, protocol errors.
-_LAYER_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError)
-try:
-    from redis.exceptions import RedisError
-
-    _LAYER_ERRORS = (*_LAYER_ERRORS, RedisError)
-except ImportError:  # redis is optional without REDIS_URL
-    pass
+HEALTH_GROUP = "healthz"  # never joined
+CHECKS = ("database", "channel_layer", "presence")
+# What a broken Redis raises: connection refused/reset, DNS, timeouts, protocol errors.
+_REDIS_ERRORS = (OSError, RedisError)
 
 
 def _query_database() -> None:
@@ -54,19 +58,29 @@ async def check_database() -> str | None:
 
 
 async def check_channel_layer() -> str | None:
-    """None when a message sent to a fresh channel comes back, else a short reason."""
+    """None when the layer's Redis answers a group send, else a short reason."""
     layer = get_channel_layer()
     if layer is None:
         return "no channel layer configured"
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S):
-            channel = await layer.new_channel("healthz")
-            await layer.send(channel, {"type": "healthz.ping"})
-            message = await layer.receive(channel)
-    except _LAYER_ERRORS as exc:
+            await layer.group_send(HEALTH_GROUP, {"type": "healthz.ping"})
+    except _REDIS_ERRORS as exc:
         return f"channel layer error: {type(exc).__name__}"
-    if message.get("type") != "healthz.ping":
-        return "channel layer returned another message"
+    except TimeoutError:
+        return f"no answer within {CHECK_TIMEOUT_S:g} s"
+    return None
+
+
+async def check_presence(presence: Presence) -> str | None:
+    """None when the presence store answers a ping, else a short reason."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            await presence.ping()
+    except _REDIS_ERRORS as exc:
+        return f"presence store error: {type(exc).__name__}"
+    except TimeoutError:
+        return f"no answer within {CHECK_TIMEOUT_S:g} s"
     return None
 
 
@@ -74,9 +88,10 @@ async def check_channel_layer() -> str | None:
 @require_safe
 async def healthz(request: HttpRequest) -> JsonResponse:
     started = time.monotonic()
-    database, layer = await asyncio.gather(check_database(), check_channel_layer())
-    checks = {"database": database or "ok", "channel_layer": layer or "ok"}
-    healthy = database is None and layer is None
+    presence = request.scope["services"].presence  # type: ignore[attr-defined]
+    results = await asyncio.gather(check_database(), check_channel_layer(), check_presence(presence))
+    checks = {name: result or "ok" for name, result in zip(CHECKS, results, strict=True)}
+    healthy = not any(results)
     if not healthy:
         log.warning("healthz failing: %s", checks)
     body = {

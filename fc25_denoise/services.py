@@ -8,6 +8,7 @@ runs each call here or on the process that owns the stream.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ class Services:
     registry: StreamRegistry
     node: ClusterNode | None = None  # none: this process serves only itself (tests of one part)
     router: StreamRouter = field(init=False)
+    _closing: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.router = StreamRouter(self.registry, self.node)
@@ -31,6 +33,7 @@ class Services:
     def create(cls) -> Services:
         presence = Presence()
         node = ClusterNode.for_process(presence)
+        presence.reap_hooks.append(node.reaped)  # a dead owner's Janus mountpoints go too
         return cls(presence=presence, registry=StreamRegistry(events=presence, hooks=node), node=node)
 
     async def start(self) -> None:
@@ -39,7 +42,18 @@ class Services:
         if self.node is not None:
             await self.node.serve(self.router.handle)
 
+    async def drain(self) -> None:
+        """Graceful shutdown: every socket told the server restarts, then everything closed."""
+        await self.presence.restarting()
+        await self.aclose()
+
     async def aclose(self) -> None:
+        """Close once; later (or concurrent) calls wait for the same closing."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._aclose())
+        await asyncio.shield(self._closing)
+
+    async def _aclose(self) -> None:
         # Streams first: ending them still publishes through presence (and undoes their relays).
         await self.registry.aclose()
         if self.node is not None:

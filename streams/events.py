@@ -24,6 +24,15 @@ EVENT_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, RedisErr
 
 
 class StreamEvents(Protocol):
+    async def claim_stream(self, user_id: int) -> bool:
+        """Before a start: True if this process may start the user's stream, False if a live
+        process holds it; raises `fc25_denoise.errors.Unavailable` when that cannot be known."""
+        ...
+
+    async def release_claim(self, user_id: int) -> None:
+        """A start that failed after `claim_stream`."""
+        ...
+
     async def stream_started(
         self, user_id: int, *, started_at: dt.datetime, denoise: bool, atten_lim_db: float
     ) -> None: ...
@@ -33,6 +42,10 @@ class StreamEvents(Protocol):
     async def settings_changed(self, user_id: int, *, denoise: bool, atten_lim_db: float) -> None: ...
 
     async def listeners_changed(self, user_id: int, count: int) -> None: ...
+
+    async def recording_stopped(self, user_id: int, reason: str) -> None:
+        """The stream goes on but its recording stopped (`reason`: "storage_full", "failed")."""
+        ...
 
     async def is_online(self, user_id: int) -> bool:
         """True while the user has at least one open presence socket on any process."""

@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
+import signal
 import subprocess
 import threading
 import uuid
@@ -22,24 +24,58 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin
 
 
-@contextlib.contextmanager
-def own_redis(folder: Path) -> Iterator[str]:
-    """A private redis-server on a unix socket in `folder`; yields its URL."""
-    sock = folder / "redis.sock"
-    args = ["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no"]
-    server = subprocess.Popen([*args, "--dir", str(folder)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        for line in server.stdout:  # printed once the socket accepts connections
+class RedisServer:
+    """A private redis-server on a unix socket in `folder`, which a test may kill (SIGKILL) and
+    start again on the same socket: empty, as after a crash without persistence."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.sock = folder / "redis.sock"
+        self.url = f"unix://{self.sock}"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        args = [
+            "redis-server",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.sock),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        self.proc = subprocess.Popen([*args, "--dir", str(self.folder)], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:  # printed once the socket accepts connections
             if "ready to accept connections" in line.lower():
                 break
         else:
             raise RuntimeError("redis-server exited before accepting connections")
-        threading.Thread(target=server.stdout.read, daemon=True).start()  # keep the pipe drained
-        yield f"unix://{sock}"
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()  # keep the pipe drained
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.sock.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def own_redis(folder: Path) -> Iterator[str]:
+    """A private redis-server on a unix socket in `folder`; yields its URL."""
+    server = RedisServer(folder)
+    server.start()
+    try:
+        yield server.url
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        server.stop()
 
 
 def cluster_env(redis_url: str, db_url: str, **settings: str) -> dict[str, str]:
@@ -51,6 +87,10 @@ def cluster_env(redis_url: str, db_url: str, **settings: str) -> dict[str, str]:
         "PRESENCE_REDIS_PREFIX": prefix,
         "CHANNELS_PREFIX": prefix,
         "DEBUG": "1",
+        # Its own throttling counters, and room for the many sign-ups of a test module.
+        "CACHE_PREFIX": f"t-cache-{secrets.token_hex(4)}",
+        "SIGNUP_RATE_PER_IP": "1000/m",
+        "LOGIN_RATE_PER_IP": "1000/m",
         **settings,
     }
 

@@ -189,6 +189,7 @@ class RecordedEvents:
         self.calls: list[tuple[str, int, dict[str, Any]]] = []
         self.online: dict[int, bool] = {}
         self.online_answers: list[tuple[int, bool]] = []  # what each is_online() call answered
+        self.held: set[int] = set()  # users live on "another process": their claim is refused
 
     def names(self, user_id: int) -> list[str]:
         return [name for name, uid, _ in self.calls if uid == user_id]
@@ -198,6 +199,15 @@ class RecordedEvents:
             lambda: User.objects.filter(pk=user_id).values_list("is_streaming", flat=True).first()
         )()
         self.calls.append((name, user_id, {**details, "is_streaming_in_db": flag}))
+
+    async def claim_stream(self, user_id: int) -> bool:
+        return user_id not in self.held
+
+    async def release_claim(self, user_id: int) -> None:
+        return None
+
+    async def recording_stopped(self, user_id: int, reason: str) -> None:
+        await self._record("recording_stopped", user_id, reason=reason)
 
     async def stream_started(self, user_id: int, **details: Any) -> None:
         await self._record("stream_started", user_id, **details)

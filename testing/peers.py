@@ -272,6 +272,29 @@ async def stop(client: AsyncClient) -> None:
     assert response.status_code == 200, response.content
 
 
+def _json_or_text(body: bytes) -> dict[str, Any]:
+    """The answer's JSON; a body that is not JSON (a server error page) as {"text": ...}."""
+    try:
+        return json.loads(body or b"{}")
+    except ValueError:
+        return {"text": body.decode(errors="replace")[:500]}
+
+
+async def go_live_over_http(api: HttpApi, source: Any, pcs: list[Any], **settings: Any) -> str:
+    """`go_live` against a real server: start a stream, connect a broadcaster peer playing
+    `source`; returns the session id."""
+    status, body = await api.acall("POST", "/api/stream/start/", settings)
+    assert status == 201, body
+    pc, offer = await broadcaster(source)
+    pcs.append(pc)
+    status, answer = await api.acall(
+        "POST", "/api/webrtc/offer/", {"session_id": body["session_id"], **offer}
+    )
+    assert status == 200, answer
+    await accept(pc, answer)
+    return body["session_id"]
+
+
 class HttpApi:
     """JSON calls to a real server as one signed-in user (session cookie + CSRF token)."""
 
@@ -289,9 +312,9 @@ class HttpApi:
         request.add_header("Referer", self.base_url + "/")
         try:
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - our test server
-                return response.status, json.loads(response.read() or b"{}")
+                return response.status, _json_or_text(response.read())
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
+            return exc.code, _json_or_text(exc.read())
 
     async def acall(
         self, method: str, path: str, body: dict[str, Any] | None = None

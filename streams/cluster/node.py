@@ -17,7 +17,6 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Iterable
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -31,6 +30,7 @@ from streams.live.session import LiveSession
 from streams.live.tasks import TaskSet
 from streams.presence.redis_store import RedisStore
 from streams.presence.service import Presence
+from streams.presence.store import Reaped
 from streams.sfu.fanout import JanusFanout
 from streams.sfu.relay import JanusRelay
 
@@ -154,12 +154,12 @@ class ClusterNode:
         reply: Reply = await self.bus.call(owner.channel, action, args, within=FORWARD_WITHIN_S)
         return reply.result()
 
-    async def reaped(self, processes: Iterable[str], users: Iterable[int]) -> None:
-        """Presence reaped dead `processes` whose streams were `users`': clean up after them."""
+    async def reaped(self, reaped: Reaped) -> None:
+        """Presence reaped dead processes (and ended their streams): clean up after them."""
         if self.owners is None:
             return
-        dead = set(processes)
-        for uid in users:
+        dead = set(reaped.processes)
+        for uid, _seq in reaped.ended:
             for process in dead:
                 try:
                     owner = await self.owners.take(uid, process)

@@ -4,8 +4,9 @@ A user's session is in `_sessions` from the moment its start is accepted (state 
 until it has ended and the database knows; its state says which step it is at. Each live
 session gets a supervisor task that waits for the session's own end signal (peer failed, no
 media, presence gone, ...) and ends it here, like the stop endpoint and shutdown do. Ending
-always runs the same steps once: release the session's resources, finalize the recording,
-clear `is_streaming`, forget the session, then tell `events` (after the database commits).
+always runs the same steps once: release the session's resources, then give the stream back
+durably (`streams.live.ownership`: recording finalized and `is_streaming` cleared in one
+transaction, then `events` told; retried while the database is down), then forget the session.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from streams.live.hooks import NoHooks, SessionHooks
 from streams.live.lifecycle import EndReason, SessionState
 from streams.live.metrics import Metrics
 from streams.live.opus import silence_packet
+from streams.live.ownership import Ownership
 from streams.live.session import LiveSession, SessionResources, SessionShared, Timing
 from streams.live.tasks import TaskSet
 from streams.live.webrtc import Offer, ice_servers
@@ -65,6 +67,7 @@ class StreamRegistry:
         self._open_pcs: set[RTCPeerConnection] = set()  # every session's, added and removed there
         self._silence: bytes | None = None
         self._closed = False
+        self._ownership = Ownership(events)  # the claim at a start, the durable end
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -91,6 +94,7 @@ class StreamRegistry:
             *(self._supervisors[s] for s in list(self._sessions.values()) if s in self._supervisors)
         )
         await self._tasks.join()
+        await self._ownership.aclose()
         await self._pool.aclose()
         await asyncio.to_thread(self._encode_executor.shutdown, wait=True)
 
@@ -173,10 +177,16 @@ class StreamRegistry:
         )
 
     async def _open_resources(self, user: User, controls: Controls, session: LiveSession) -> SessionResources:
-        if not await database_sync_to_async(live_state.claim_streaming)(user.pk):
-            raise Conflict("You are already live (maybe from another tab or device).")
+        await self._ownership.claim(user.pk)  # Conflict if live on another process
         recording = recorder = processor = None
         opened = False
+        loop = asyncio.get_running_loop()
+
+        def recording_stopped(reason: str) -> None:  # from the recorder's writer thread
+            loop.call_soon_threadsafe(
+                self._tasks.spawn, tell(self.events.recording_stopped(user.pk, reason)), "recording-stopped"
+            )
+
         try:
             await self.hooks.opening(session)  # first: a refusal there leaves no recording behind
             opened = True
@@ -186,21 +196,22 @@ class StreamRegistry:
                 atten_lim_db=controls.atten_lim_db,
                 record_raw=settings.RECORD_RAW,
             )
-            recorder = await asyncio.to_thread(recordings.open_recorder, recording)
+            recorder = await asyncio.to_thread(recordings.open_recorder, recording, recording_stopped)
             processor = self._pool.open(controls=controls)
             with contextlib.suppress(TimeoutError):  # a slow or failed load surfaces at process()
                 async with asyncio.timeout(MODEL_LOAD_WAIT_S):
                     await processor.ready()
         except BaseException:
+            # A refused start leaves nothing behind: no row, no file, no flag, no claim.
             if processor is not None:
                 processor.close()
             if recorder is not None:
-                await self._finalize(recording.pk, await recorder.aclose())  # type: ignore[union-attr]
-            elif recording is not None:
-                await self._finalize(recording.pk, RecordingStats(0.0, 0))
+                await recorder.aclose()
+            if recording is not None:
+                await self._discard(recording.pk)
             if opened:
                 await self.hooks.ended(session)
-            await database_sync_to_async(live_state.set_streaming)(user.pk, False)
+            await self._ownership.release(user.pk)
             raise
         return SessionResources(
             recording_id=recording.pk, started_at=recording.started_at, processor=processor, recorder=recorder
@@ -239,32 +250,24 @@ class StreamRegistry:
         reason = await session.ended
         log.info("Ending the stream of user %s (%s).", session.user_id, reason)
         self.metrics.sessions_ended.labels(reason).inc()
+        stats: RecordingStats | None = None
         try:
             stats = await session.close()
-            await self.hooks.ended(session)
-            await self._finalize(session.recording_id, stats)
         finally:
-            await self._clear_flag(session.user_id)
+            await self.hooks.ended(session)  # its relay and owner record go, whatever happened
+            # Durable: written now, or retried until the database takes it; told once written.
+            await self._ownership.give_back(session.user_id, session.recording_id, stats)
             if self._sessions.get(session.user_id) is session:
                 del self._sessions[session.user_id]
             self._by_id.pop(session.session_id, None)
             self._supervisors.pop(session, None)
             self._count_live()
-        await tell(self.events.stream_ended(session.user_id))
 
-    async def _finalize(self, recording_id: int, stats: RecordingStats) -> None:
+    async def _discard(self, recording_id: int) -> None:
         try:
-            await database_sync_to_async(recordings.finalize_recording)(recording_id, stats)
-        except NotFound:
-            log.warning("Recording %s vanished before it was finalized.", recording_id)
-        except DatabaseError:  # the files are closed; start-up recovery will finish the row
-            log.exception("Could not finalize recording %s.", recording_id)
-
-    async def _clear_flag(self, user_id: int) -> None:
-        try:
-            await database_sync_to_async(live_state.set_streaming)(user_id, False)
-        except DatabaseError:  # presence's reaper (or the next start-up) clears it
-            log.exception("Could not clear the live flag of user %s.", user_id)
+            await database_sync_to_async(recordings.discard_recording)(recording_id)
+        except DatabaseError:  # left unfinished: the reconciler finishes it from its file
+            log.exception("Could not remove recording %s of a refused start.", recording_id)
 
     # -- media and controls ----------------------------------------------------------------------
 

@@ -19,10 +19,17 @@ ws/stream/<username>/ (StreamConsumer), for the user or a friend on that user's 
   streaming_status, listeners (as above), settings {username, denoise, atten_lim_db}
 Client frames on both: {"type": "ping"} -> {"type": "pong"}. Anything else (binary, not JSON,
 unknown type, over 4096 bytes) -> {"type": "error", "error": "<sentence>"}; the socket stays open.
+  recording              my stream goes on but its recording stopped: {username, state:
+                         "stopped", reason: "storage_full", message}
+  server_restarting      the server shuts down (a restart): {message}; then close 1012
 Close codes: 4401 not logged in, 4403 not (or no longer) a friend of the page's owner,
-4404 no such user, 1011 the presence store is unreachable, 1009 (Daphne's own) a frame over
-Daphne's 1 MB message limit. The server accepts the handshake
-and closes at once with the code, so browsers see it (a refused handshake shows as 1006).
+4404 no such user (or no such WebSocket path at all), 4429 this user already has
+MAX_PRESENCE_SOCKETS presence sockets open (over all processes), 1011 the presence store or the
+channel layer is unreachable (reconnect), 1012 the server restarts (reconnect), 1009 (Daphne's
+own) a frame over Daphne's 1 MB message limit. The server accepts the handshake and closes at
+once with the code, so browsers see it (a refused handshake shows as 1006). Whatever ends a
+socket (the client, an error of the channel layer, shutdown), its disconnect path runs once, so
+presence never counts it again.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from redis.exceptions import RedisError
 
 from fc25_denoise.errors import NotFound
 from streams.presence.publisher import stream_group, user_group
@@ -42,6 +51,9 @@ from users.friendships import are_friends, find_user
 log = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 4096
 CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_SERVER_ERROR = 4401, 4403, 4404, 1011
+CLOSE_TOO_MANY = 4429
+CLOSE_RESTARTING = 1012
+RESTARTING = {"type": "server_restarting", "message": "The server is restarting; reconnecting in a moment."}
 
 
 def answer(text: str | None) -> dict[str, str]:
@@ -65,10 +77,58 @@ def _error(sentence: str) -> dict[str, str]:
 
 class _JsonSocket(AsyncWebsocketConsumer):
     user_id: int | None = None
+    presence: Presence  # set by logged_in(), the first step of every connect()
+    accepted = False
+    _cleaned = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except (RedisError, OSError) as exc:
+            # The channel layer lost Redis under us: close as a server error (the client
+            # reconnects), not as an unhandled exception, and still run the disconnect path.
+            log.warning("Closing a socket: the channel layer failed (%s)", exc)
+            if hasattr(self, "base_send"):
+                await self.base_send({"type": "websocket.close", "code": CLOSE_SERVER_ERROR})
+        finally:
+            await self.cleanup()
+
+    async def cleanup(self) -> None:
+        """Once, however the socket ended: forget it here, then in presence and its groups."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        if hasattr(self, "presence"):
+            self.presence.sockets.discard(self, self.user_id)
+            await self.forget()
+
+    async def forget(self) -> None:
+        """What a subclass undoes at the end (presence counts, group memberships)."""
+
+    async def discard_group(self, group: str) -> None:
+        try:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        except (RedisError, OSError) as exc:  # the membership expires with the group
+            log.info("Could not leave group %s: %s", group, exc)
 
     async def refuse(self, code: int) -> None:
         await self.accept()
         await self.close(code)
+
+    async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        await super().accept(subprotocol, headers)
+        self.accepted = True
+
+    async def disconnect(self, code: int) -> None:
+        await self.cleanup()
+
+    async def restarting(self) -> None:
+        if self.accepted:
+            await self.send_json(RESTARTING)
+        await self.close(CLOSE_RESTARTING)
+
+    async def resync(self) -> None:
+        await self.close(CLOSE_SERVER_ERROR)
 
     async def send_json(self, data: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(data))
@@ -89,7 +149,7 @@ class _JsonSocket(AsyncWebsocketConsumer):
     def logged_in(self) -> int | None:
         user = self.scope.get("user")
         self.seen: dict[str, int] = {}
-        self.presence: Presence = self.scope["services"].presence
+        self.presence = self.scope["services"].presence
         return user.pk if user is not None and user.is_authenticated else None
 
 
@@ -101,11 +161,17 @@ class PresenceConsumer(_JsonSocket):
         if uid is None:
             return await self.refuse(CLOSE_UNAUTHENTICATED)
         self.user_id, self.friends = uid, set[int]()
-        # Join before reading the snapshot, so no change falls between the two.
-        await self.channel_layer.group_add(user_group(uid), self.channel_name)
+        self._held: list[dict[str, Any]] | None = []  # bus events until the snapshot is sent
+        # Listen before reading the snapshot, so no change falls between the two.
+        self.presence.sockets.add(self, uid)
         try:
+            await self.channel_layer.group_add(user_group(uid), self.channel_name)
             await self.presence.socket_opened(uid)
             self.opened = True
+            # Counted first, then checked: sockets opened at the same moment cannot all slip in.
+            if await self.presence.socket_count(uid) > settings.MAX_PRESENCE_SOCKETS:
+                log.info("User %s has too many presence sockets; closing a new one (4429)", uid)
+                return await self.refuse(CLOSE_TOO_MANY)
             snapshot = await self.presence.snapshot(uid)
         except STORE_ERRORS:
             log.exception("Presence store unreachable; closing user %s's socket", uid)
@@ -113,22 +179,28 @@ class PresenceConsumer(_JsonSocket):
         self.friends = snapshot.friend_ids
         await self.accept()
         await self.send_json(snapshot.payload)
+        held, self._held = self._held, None
+        for message in held or ():
+            await self.deliver(message)
 
-    async def disconnect(self, code: int) -> None:
+    async def forget(self) -> None:
         if self.user_id is None:
             return
-        await self.channel_layer.group_discard(user_group(self.user_id), self.channel_name)
-        if self.opened:
+        if self.opened:  # counted closed first: leaving the group may fail while Redis is down
             self.opened = False
-            try:
-                await self.presence.socket_closed(self.user_id)
-            except STORE_ERRORS:
-                log.warning("Could not record user %s's closed socket", self.user_id, exc_info=True)
+            await self.presence.socket_closed(self.user_id)
+        await self.discard_group(user_group(self.user_id))
 
-    async def presence_event(self, message: dict[str, Any]) -> None:
-        about = message["about"]
-        if (about == self.user_id or about in self.friends) and self.fresh(message):
-            await self.send_json(message["event"])
+    async def deliver(self, message: dict[str, Any]) -> None:
+        """A bus event addressed to this user (`streams.presence.bus`)."""
+        if self._held is not None:
+            self._held.append(message)
+        elif "forward" in message:
+            await self.send_json(message["forward"])
+        else:
+            about = message["about"]
+            if (about == self.user_id or about in self.friends) and self.fresh(message):
+                await self.send_json(message["event"])
 
     async def presence_forward(self, message: dict[str, Any]) -> None:
         await self.send_json(message["event"])
@@ -160,13 +232,12 @@ class StreamConsumer(_JsonSocket):
         except NotFound:
             return await self.refuse(CLOSE_NOT_FOUND)
         self.user_id, self.owner_id = uid, owner.pk
-        # Join before checking friendship: an unfriending after the check still reaches us.
-        await self.channel_layer.group_add(stream_group(owner.pk), self.channel_name)
-        if owner.pk != uid and not await database_sync_to_async(are_friends)(uid, owner.pk):
-            await self.channel_layer.group_discard(stream_group(owner.pk), self.channel_name)
-            self.owner_id = None
-            return await self.refuse(CLOSE_FORBIDDEN)
+        self.presence.sockets.add(self)
         try:
+            # Join before checking friendship: an unfriending after the check still reaches us.
+            await self.channel_layer.group_add(stream_group(owner.pk), self.channel_name)
+            if owner.pk != uid and not await database_sync_to_async(are_friends)(uid, owner.pk):
+                return await self.refuse(CLOSE_FORBIDDEN)
             state = await self.presence.stream_state(owner.pk, owner.username)
         except STORE_ERRORS:
             log.exception("Presence store unreachable; closing a socket on %s's page", owner.username)
@@ -174,9 +245,9 @@ class StreamConsumer(_JsonSocket):
         await self.accept()
         await self.send_json(state)
 
-    async def disconnect(self, code: int) -> None:
+    async def forget(self) -> None:
         if self.owner_id is not None:
-            await self.channel_layer.group_discard(stream_group(self.owner_id), self.channel_name)
+            await self.discard_group(stream_group(self.owner_id))
 
     async def stream_event(self, message: dict[str, Any]) -> None:
         if self.fresh(message):
@@ -185,3 +256,12 @@ class StreamConsumer(_JsonSocket):
     async def stream_viewer_removed(self, message: dict[str, Any]) -> None:
         if message["viewer_id"] == self.user_id:
             await self.close(CLOSE_FORBIDDEN)
+
+
+class UnknownPath(AsyncWebsocketConsumer):
+    """Any other WebSocket path: closed with 4404 (a refused handshake would show as 1006)."""
+
+    async def connect(self) -> None:
+        log.info("WebSocket to unknown path %r closed (4404)", self.scope.get("path", "")[:100])
+        await self.accept()
+        await self.close(CLOSE_NOT_FOUND)

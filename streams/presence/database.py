@@ -1,15 +1,8 @@
-"""Presence's database work (on its own thread), and one message to many groups at once.
+"""Presence's database work, on its own thread.
 
 `PresenceDatabase` runs presence's queries on one thread that keeps its connection: with
 CONN_MAX_AGE=0, `database_sync_to_async` opens a new connection for every call (a PostgreSQL
 backend start each time) and queues behind every consumer's work on the shared sync thread.
-
-channels-redis's `group_send` costs four round trips per group, so telling 20 friends took
-~25 ms of CPU per event; here all groups' members are read in one pipeline and the message is
-queued with one script per Redis host, one entry per receiving process (as `group_send` does
-per group). It relies on channels-redis 4.3 internals (`_group_key`, `consistent_hash`,
-`_map_channel_keys_to_connection`, `connection`, `expiry`, `group_expiry`); other layers (the
-in-memory one) get one `group_send` per group.
 """
 
 from __future__ import annotations
@@ -18,13 +11,10 @@ import asyncio
 import datetime as dt
 import functools
 import logging
-import time
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from channels_redis.core import RedisChannelLayer
 from django.db import InterfaceError, OperationalError, connections
 from django.db.models import Q
 
@@ -97,52 +87,12 @@ def audience(user_id: int, username: str | None, **flags: bool) -> tuple[str, se
     return None if username is None else (username, friend_ids(user_id))
 
 
-# channels-redis's own group_send script, plus dropping expired messages first (which it does
-# in a separate round trip): capacity counts only live messages.
-_SEND = """
-local now, expiry = tonumber(ARGV[#ARGV - 1]), tonumber(ARGV[#ARGV])
-local over = 0
-for i = 1, #KEYS do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, now - expiry)
-  if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[i + #KEYS]) then
-    redis.call('ZADD', KEYS[i], now, ARGV[i])
-    redis.call('EXPIRE', KEYS[i], expiry)
-  else
-    over = over + 1
-  end
-end
-return over
-"""
-
-
-async def group_send_many(layer: Any, groups: list[str], message: dict[str, Any]) -> None:
-    if not groups:
-        return
-    if not isinstance(layer, RedisChannelLayer):
-        await asyncio.gather(*(layer.group_send(group, message) for group in groups))
-        return
-    channels = sorted(await _members(layer, groups))
-    by_host, payloads, capacities = layer._map_channel_keys_to_connection(channels, message)
-    for index, keys in by_host.items():
-        args = (
-            [payloads[key] for key in keys] + [capacities[key] for key in keys] + [time.time(), layer.expiry]
-        )
-        over = await layer.connection(index).eval(_SEND, len(keys), *keys, *args)
-        if over:
-            log.warning("%d process queue(s) full: an event about %s was dropped there", over, groups)
-
-
-async def _members(layer: RedisChannelLayer, groups: list[str]) -> set[str]:
-    keys_by_host: dict[int, list[bytes]] = defaultdict(list)
-    for group in groups:
-        keys_by_host[layer.consistent_hash(group)].append(layer._group_key(group))
-    oldest = int(time.time()) - layer.group_expiry
-    channels: set[str] = set()
-    for index, keys in keys_by_host.items():
-        async with layer.connection(index).pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.zremrangebyscore(key, min=0, max=oldest)
-                pipe.zrange(key, 0, -1)
-            rows = await pipe.execute()
-        channels.update(member.decode() for row in rows[1::2] for member in row)
-    return channels
+def flagged_users() -> tuple[list[int], list[int]]:
+    """(users the database shows live or with an unfinished recording, users it shows online),
+    for the reconciler to check against the presence store."""
+    streaming = User.objects.filter(Q(is_streaming=True) | Q(recordings__finished=False))
+    online = User.objects.filter(is_online=True)
+    return (
+        sorted(set(streaming.values_list("pk", flat=True))),
+        list(online.values_list("pk", flat=True)),
+    )

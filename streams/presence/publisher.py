@@ -1,11 +1,12 @@
 """Presence's outgoing side: the channel-layer groups, and the events about a user sent to them.
 
-`user.<id>` holds a user's presence sockets, `stream.<id>` the sockets on the user's page.
-`Publisher` sends presence and stream news about a user to the `user.<id>` groups of the user's
-friends (stream news also to the user's own sockets and page viewers), writing the user's
-flags (is_online, is_streaming) to the database first. Each event carries the store's per-user
-sequence number under its key ("p:<uid>" presence, "s:<uid>" stream), so consumers drop one
-overtaken by a newer one sent from another process.
+`user.<id>` holds a user's presence sockets (for friend-graph news, `streams.presence.receivers`),
+`stream.<id>` the sockets on the user's page. `Publisher` sends presence and stream news about a
+user to the presence sockets of the user's friends over the presence bus (stream news also to
+the user's own sockets and page viewers), writing the user's flags (is_online, is_streaming) to
+the database first. Each event carries the store's per-user sequence number under its key
+("p:<uid>" presence, "s:<uid>" stream), so consumers drop one overtaken by a newer one sent
+from another process.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from streams.presence.database import PresenceDatabase, audience, group_send_many, username_of
+from streams.presence.bus import Bus
+from streams.presence.database import PresenceDatabase, audience, username_of
 from streams.presence.store import StreamState
 
 
@@ -30,8 +32,9 @@ def stream_group(user_id: int) -> str:
 class Publisher:
     """Sends events about users; one per `Presence`, on its database thread."""
 
-    def __init__(self, db: PresenceDatabase) -> None:
+    def __init__(self, db: PresenceDatabase, bus: Bus) -> None:
         self._db = db
+        self._bus = bus
         self._names: dict[int, str] = {}  # usernames do not change once taken
 
     async def announce(self, user_id: int, online: bool, seq: int) -> None:
@@ -59,7 +62,7 @@ class Publisher:
         layer = get_channel_layer()
         sends = [layer.group_send(stream_group(user_id), {"type": "stream.event", "event": event})]
         if own:
-            sends.append(layer.group_send(user_group(user_id), {"type": "presence.forward", "event": event}))
+            sends.append(self._bus.publish({"to": [user_id], "forward": event}))
         await asyncio.gather(*sends)
 
     async def _publish(
@@ -81,11 +84,9 @@ class Publisher:
         username, friends = found
         self._names[user_id] = username
         event = {"type": event["type"], "username": username, **event}
-        message = {"type": "presence.event", "about": user_id, "key": key, "seq": seq, "event": event}
-        groups = [user_group(uid) for uid in (*friends, *([user_id] if stream else []))]
-        layer = get_channel_layer()
-        sends = [group_send_many(layer, groups, message)]
+        to = sorted({*friends, *([user_id] if stream else [])})
+        sends = [self._bus.publish({"to": to, "about": user_id, "key": key, "seq": seq, "event": event})]
         if stream:
             page = {"type": "stream.event", "key": key, "seq": seq, "event": event}
-            sends.append(layer.group_send(stream_group(user_id), page))
+            sends.append(get_channel_layer().group_send(stream_group(user_id), page))
         await asyncio.gather(*sends)

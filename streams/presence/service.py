@@ -2,10 +2,12 @@
 
 `Presence` keeps the state in a `PresenceStore` (`streams.presence.redis_store.RedisStore` with
 per-process keys and expiry, or `streams.presence.store.MemoryStore` without REDIS_URL), tells
-friends of each change through its `streams.presence.publisher.Publisher` (with the store's
-per-user sequence number), and answers the reads (`streams.presence.snapshot`): a user's
-snapshot, one friend's entry, the state of one stream. Background work (heartbeat, reaper,
-grace timers) starts on `start()` or the first socket and stops in `aclose()`.
+friends of each change through its `streams.presence.publisher.Publisher` over the presence bus
+(with the store's per-user sequence number; what cannot go out during an outage waits in the
+`Outbox`), and answers the reads (`streams.presence.snapshot`). Every heartbeat it refreshes
+this process's key, reaps dead processes (`reap_hooks` hear of each), finishes grace periods,
+and now and then the `Reconciler` corrects what the database says to what the store knows.
+Background work starts on `start()` or the first socket and stops in `aclose()`.
 """
 
 from __future__ import annotations
@@ -13,28 +15,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import os
 import secrets
 import socket
+import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
-from redis.exceptions import RedisError
 
+from fc25_denoise.errors import Unavailable
 from streams.presence import snapshot as presence_snapshot
+from streams.presence.bus import Bus, LocalBus, RedisBus
 from streams.presence.database import PresenceDatabase, iso
+from streams.presence.outbox import STORE_ERRORS, Outbox
 from streams.presence.publisher import Publisher
+from streams.presence.reconcile import Reconciler
 from streams.presence.redis_store import RedisStore
+from streams.presence.sockets import LocalSockets
 from streams.presence.store import MemoryStore, PresenceStore, Reaped, StreamState
 from streams.recordings import service as recordings
 from users.models import User
 
+__all__ = ["STORE_ERRORS", "Presence"]
 log = logging.getLogger(__name__)
-# Redis (or the database) unreachable: presence degrades, logged, instead of failing its caller.
-STORE_ERRORS = (RedisError, OSError, DatabaseError)
+BUS_READY_S = 2.0  # at start-up, wait this long at most for the bus subscription
+RECORDING_STOPPED = {"storage_full": "Recording stopped: storage full; you are still live."}
 
 
 def _default_store() -> PresenceStore:
@@ -42,6 +51,12 @@ def _default_store() -> PresenceStore:
         return MemoryStore()
     pid = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
     return RedisStore(settings.REDIS_URL, settings.PRESENCE_REDIS_PREFIX, pid)
+
+
+def _bus_for(store: PresenceStore) -> Bus:
+    if isinstance(store, RedisStore):
+        return RedisBus(store.redis, store.url, f"{store.prefix}:bus")
+    return LocalBus()
 
 
 class Presence:
@@ -59,19 +74,35 @@ class Presence:
         self.grace_s = settings.PRESENCE_GRACE_S if grace_s is None else grace_s
         self.ttl_s = settings.PRESENCE_TTL_S if ttl_s is None else ttl_s
         self.heartbeat_s = settings.PRESENCE_HEARTBEAT_S if heartbeat_s is None else heartbeat_s
+        self.sweep_s = max(self.ttl_s, self.heartbeat_s)
+        self.bus = _bus_for(self.store)
+        self.sockets = LocalSockets()  # this process's open WebSockets
+        # Called with what each reap found (dead processes' ids, users, streams), after presence's
+        # own clean-up: other services that keep per-process state clean theirs here.
+        self.reap_hooks: list[Callable[[Reaped], Awaitable[None]]] = []
         self._local: Counter[int] = Counter()  # presence sockets open in this process
         self._untold: Counter[int] = Counter()  # closed sockets the store did not hear of (yet)
         self._owned: dict[int, StreamState] = {}  # streams this process reported started
         self._timers: dict[int, asyncio.Task[None]] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
         self._closed = False
+        self._last_sweep = float("-inf")
         self._db = PresenceDatabase()
-        self._publisher = Publisher(self._db)
+        self._publisher = Publisher(self._db, self.bus)
+        self._outbox = Outbox()
+        self._reconciler = Reconciler(
+            self.store, self._db, self._publisher, ttl_ms=self._ttl_ms, local_streams=lambda: set(self._owned)
+        )
 
     @property
     def _grace_ms(self) -> int:
         return int(self.grace_s * 1000)
+
+    @property
+    def _ttl_ms(self) -> int:
+        return int(self.ttl_s * 1000)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -84,12 +115,21 @@ class Presence:
             if isinstance(self.store, MemoryStore):
                 # This process is the only one: nobody can be online before its first socket.
                 await self._db.run(User.objects.filter(is_online=True).update, is_online=False)
-            await self._tick()
+            self._listener = asyncio.create_task(
+                self.bus.run(self.sockets.deliver, self.sockets.resync), name="presence-bus"
+            )
+            with contextlib.suppress(TimeoutError):  # Redis down at start-up: the bus retries
+                async with asyncio.timeout(BUS_READY_S):
+                    await self.bus.tried.wait()
+            try:
+                await self._tick()
+            except STORE_ERRORS:
+                log.warning("Presence store unreachable at start-up; the heartbeat retries", exc_info=True)
             self._ticker = asyncio.create_task(self._tick_loop(), name="presence-heartbeat")
 
     async def aclose(self) -> None:
         self._closed = True
-        tasks = [t for t in (self._ticker, *self._timers.values()) if t is not None]
+        tasks = [t for t in (self._ticker, self._listener, *self._timers.values()) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -102,50 +142,84 @@ class Presence:
                 if isinstance(self.store, MemoryStore):  # no other process will finish these
                     for uid in reaped.in_grace:
                         await self._expire(uid)
+        await self.bus.aclose()
         await self.store.aclose()
         await self._db.aclose()
 
+    async def restarting(self) -> None:
+        """The server is shutting down: every open socket is told and closed (1012)."""
+        await self.sockets.restarting()
+
+    async def ping(self) -> None:
+        """A round trip to the store itself (Redis), for /healthz; raises STORE_ERRORS."""
+        await self.store.ping()
+
     async def _tick_loop(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self.heartbeat_s)
             try:
                 await self._tick()
-            except STORE_ERRORS:
-                log.warning("Presence heartbeat failed; retrying in %.1f s", self.heartbeat_s, exc_info=True)
+            except STORE_ERRORS as exc:
+                if not failing:  # one line per outage, not one per beat
+                    log.warning(
+                        "Presence heartbeat failed (%s); retrying every %.1f s", exc, self.heartbeat_s
+                    )
+                failing = True
+                continue
+            if failing:
+                log.info("Presence heartbeat works again.")
+                failing = False
 
     async def _tick(self) -> None:
-        """Heartbeat, then reap dead processes, then finish grace periods that are due."""
-        if await self.store.beat(int(self.ttl_s * 1000)):
+        """Heartbeat, reap dead processes, finish due grace periods, send held-back news, and
+        now and then reconcile the database with the store."""
+        if await self.store.beat(self._ttl_ms):
             self._untold.clear()  # restored from our own counts: nothing left to tell
             for uid, seq in await self.store.restore(dict(self._local), dict(self._owned)):
-                await self._publisher.announce(uid, True, seq)
+                await self._announce(uid, True, seq)
         await self._tell_closed_sockets()
         await self._reaped(await self.store.reap(self._grace_ms))
         for uid in await self.store.due():
             await self._expire(uid)
+        await self._outbox.flush()
+        now = time.monotonic()
+        if self._reconciler.suspecting or now - self._last_sweep >= self.sweep_s:
+            self._last_sweep = now
+            try:
+                await self._reconciler.sweep(lease_ms=int(self.sweep_s * 2000))
+            except STORE_ERRORS:
+                log.debug("Reconciling presence failed; the next sweep retries", exc_info=True)
 
     async def _reaped(self, reaped: Reaped) -> None:
-        if reaped.in_grace or reaped.ended:
+        if reaped.processes:
             log.info(
-                "Reaped a dead process: %d users in grace, %d streams ended",
+                "Reaped %d dead process(es): %d users in grace, %d streams ended",
+                len(reaped.processes),
                 len(reaped.in_grace),
                 len(reaped.ended),
             )
         for uid in reaped.in_grace:
             self._schedule_expire(uid)
         await self._ended(reaped.ended)
+        if reaped.processes:
+            for hook in self.reap_hooks:
+                await hook(reaped)
 
     async def _ended(self, ended: list[tuple[int, int]]) -> None:
         """Streams whose process died: the live path cannot clear their flag or finish their
-        recording, so we do."""
+        recording, so we do (held in the outbox while the database is down)."""
         for uid, seq in ended:
-            await self._publisher.publish_stream(uid, seq, None, flags={"is_streaming": False})
-        if not ended:
-            return
-        try:
-            await self._db.run(recordings.recover_unfinished, owners=[uid for uid, _ in ended])
-        except DatabaseError:  # the rows stay unfinished until a process starts and recovers them
-            log.exception("Could not finish the recordings of a dead process's streams.")
+            publish = functools.partial(
+                self._publisher.publish_stream, uid, seq, None, flags={"is_streaming": False}
+            )
+            await self._outbox.send(f"s:{uid}", publish)
+            recover = functools.partial(self._db.run, recordings.recover_unfinished, owners=[uid])
+            await self._outbox.send(f"recover:{uid}", recover)
+
+    async def _announce(self, user_id: int, online: bool, seq: int) -> None:
+        publish = functools.partial(self._publisher.announce, user_id, online, seq)
+        await self._outbox.send(f"p:{user_id}", publish)
 
     # -- sockets -----------------------------------------------------------------------------
 
@@ -155,10 +229,11 @@ class Presence:
         seq = await self.store.connect(user_id)
         self._local[user_id] += 1
         if seq:
-            try:
-                await self._publisher.announce(user_id, True, seq)
-            except STORE_ERRORS:
-                log.warning("Could not tell user %s's friends they came online", user_id, exc_info=True)
+            await self._announce(user_id, True, seq)
+
+    async def socket_count(self, user_id: int) -> int:
+        """The user's open presence sockets over all processes."""
+        return await self.store.count(user_id)
 
     async def socket_closed(self, user_id: int) -> None:
         """Uncount a socket; if the store cannot be told now, the next heartbeat tells it."""
@@ -166,7 +241,10 @@ class Presence:
         if self._local[user_id] <= 0:
             del self._local[user_id]
         self._untold[user_id] += 1
-        await self._tell_closed_sockets()
+        try:
+            await self._tell_closed_sockets()
+        except STORE_ERRORS as exc:
+            log.info("User %s's closed socket is told to the store later: %s", user_id, exc)
 
     async def _tell_closed_sockets(self) -> None:
         # Without this, one failed call would leave the user online in the store for good.
@@ -197,12 +275,12 @@ class Presence:
         try:
             await self._expire(user_id)
         except STORE_ERRORS:
-            log.warning("Grace expiry for user %s failed; the reaper retries", user_id, exc_info=True)
+            log.info("Grace expiry for user %s failed; the heartbeat retries", user_id)
 
     async def _expire(self, user_id: int) -> None:
         seq = await self.store.expire(user_id)
         if seq:
-            await self._publisher.announce(user_id, False, seq)
+            await self._announce(user_id, False, seq)
 
     async def is_online(self, user_id: int) -> bool:
         try:
@@ -213,6 +291,27 @@ class Presence:
 
     # -- streams (StreamEvents) --------------------------------------------------------------
 
+    async def claim_stream(self, user_id: int) -> bool:
+        """May this process start the user's stream? False: a live process holds it.
+        Unavailable when the store cannot tell (down, or just restarted)."""
+        try:
+            await self.start()
+            # Right after Redis lost its data, live processes restore their streams on their
+            # next heartbeat: until two have passed, nobody can tell whether the user is live.
+            answer = await self.store.claim(user_id, young_ms=int(self.heartbeat_s * 2000))
+        except STORE_ERRORS as exc:
+            raise Unavailable("Live status is briefly unavailable; try again in a few seconds.") from exc
+        if answer is None:
+            raise Unavailable("Live status is being restored; try again in a few seconds.")
+        return answer
+
+    async def release_claim(self, user_id: int) -> None:
+        """A start that failed: the claim goes (it would also run out by itself)."""
+        try:
+            await self.store.release(user_id)
+        except STORE_ERRORS as exc:
+            log.info("Could not release user %s's stream claim: %s", user_id, exc)
+
     async def stream_started(
         self, user_id: int, *, started_at: dt.datetime, denoise: bool, atten_lim_db: float
     ) -> None:
@@ -220,18 +319,41 @@ class Presence:
         self._owned[user_id] = state
         try:
             await self.start()
-            await self._publisher.publish_stream(
-                user_id, await self.store.stream_start(user_id, state), state
-            )
-        except STORE_ERRORS:
-            log.warning("Could not publish the start of user %s's stream", user_id, exc_info=True)
+            seq = await self.store.stream_start(user_id, state)
+        except STORE_ERRORS:  # the heartbeat writes it once Redis is back (restore)
+            log.warning("Could not record the start of user %s's stream", user_id, exc_info=True)
+            return
+        await self._outbox.send(
+            f"s:{user_id}", functools.partial(self._publisher.publish_stream, user_id, seq, state)
+        )
 
     async def stream_ended(self, user_id: int) -> None:
         self._owned.pop(user_id, None)
+        seq = 0
+
+        async def end() -> None:
+            nonlocal seq
+            if not seq:  # the store first (retried too while Redis is down), then the news
+                seq = await self.store.stream_end(user_id)
+            await self._publisher.publish_stream(user_id, seq, None)
+
+        await self._outbox.send(f"s:{user_id}", end)
+
+    async def recording_stopped(self, user_id: int, reason: str) -> None:
+        """The stream goes on without its recording: the broadcaster's pages are told."""
+        if user_id in self._owned:
+            self._owned[user_id].recording = reason
+        event = {
+            "type": "recording",
+            "state": "stopped",
+            "reason": reason,
+            "message": RECORDING_STOPPED.get(reason, "Recording stopped; you are still live."),
+        }
         try:
-            await self._publisher.publish_stream(user_id, await self.store.stream_end(user_id), None)
+            await self.store.stream_update(user_id, recording=reason)
+            await self._publisher.publish_page(user_id, event, own=True)
         except STORE_ERRORS:
-            log.warning("Could not publish the end of user %s's stream", user_id, exc_info=True)
+            log.warning("Could not tell user %s their recording stopped", user_id, exc_info=True)
 
     async def settings_changed(self, user_id: int, *, denoise: bool, atten_lim_db: float) -> None:
         if user_id in self._owned:

@@ -48,6 +48,7 @@ async def stream_state(store: PresenceStore, user_id: int, username: str) -> dic
         "denoise": state.denoise if state else None,
         "atten_lim_db": state.atten_lim_db if state else None,
         "listeners": state.listeners if state else 0,
+        "recording": state.recording if state else None,
     }
 
 

@@ -8,9 +8,10 @@ rows store paths relative to MEDIA_ROOT.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,15 +78,25 @@ def create_recording(user: User, *, denoise: bool, atten_lim_db: float, record_r
     return rec
 
 
-def open_recorder(recording: Recording) -> Recorder:
+def open_recorder(recording: Recording, on_stopped: Callable[[str], None] | None = None) -> Recorder:
+    """The recording's files, open for writing; `on_stopped(reason)` (from the writer thread)
+    if a disk error stops the recording while the stream goes on. Unavailable (503) when the
+    files cannot even be started (a full disk): the start is refused."""
     audio = _safe_path(recording.audio_path)
     if audio is None:
         raise Unavailable("This recording has no valid file path.")
     try:
-        return Recorder(audio, _safe_path(recording.raw_path))
+        return Recorder(audio, _safe_path(recording.raw_path), on_stopped=on_stopped)
     except OSError as exc:
         log.error("Cannot open the files of recording %s: %s", recording.pk, exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise Unavailable("Recording storage is full; the stream cannot start.") from exc
         raise Unavailable("Recording storage is not available right now.") from exc
+
+
+def discard_recording(recording_id: int) -> None:
+    """A refused start's row goes, and its files with it (`remove_files`): nothing is left."""
+    Recording.objects.filter(pk=recording_id).delete()
 
 
 def finalize_recording(recording_id: int, stats: RecordingStats) -> Recording:

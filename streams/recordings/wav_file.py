@@ -88,7 +88,13 @@ def to_int16(block: Samples, channels: int, sample_rate: int) -> np.ndarray:
 
 
 class WavFile:
-    """One WAV being appended to; after opening only the writer thread touches it."""
+    """One WAV being appended to; after opening only the writer thread touches it.
+
+    Unbuffered: each append is written to the OS at once, so `data_bytes` is always what the
+    file holds. An append the disk refuses part-way (full) is cut back to where it began, so
+    the file never ends in half a block and its header can always be made true by `sync()`,
+    which overwrites bytes already there and needs no new space.
+    """
 
     def __init__(self, path: Path, sample_rate: int, channels: int) -> None:
         self.path = path
@@ -96,20 +102,38 @@ class WavFile:
         self.channels = channels
         self.data_bytes = 0
         self._closed = False
-        self._fh: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
-        self._fh.write(_header(0, sample_rate, channels))
-        self._fh.flush()
+        self._fh: BinaryIO = open(path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
+        try:
+            self._write_all(_header(0, sample_rate, channels))
+        except OSError:
+            self._fh.close()
+            raise
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = self._fh.write(view)
+            view = view[written or 0 :]
 
     def append(self, samples: np.ndarray) -> None:
         data = samples.astype("<i2", copy=False).tobytes()
         if _HEADER_SIZE - 8 + self.data_bytes + len(data) > _MAX_RIFF_SIZE:
             raise OSError(errno.EFBIG, "WAV file reached its 4 GiB size limit", str(self.path))
-        self._fh.write(data)
+        try:
+            self._write_all(data)
+        except OSError:
+            self.truncate(self.data_bytes)
+            raise
         self.data_bytes += len(data)
 
+    def truncate(self, data_bytes: int) -> None:
+        """Cut the data back to `data_bytes` (frees space; never raises for a full disk)."""
+        os.ftruncate(self._fh.fileno(), _HEADER_SIZE + data_bytes)
+        os.lseek(self._fh.fileno(), 0, os.SEEK_END)
+        self.data_bytes = data_bytes
+
     def sync(self) -> None:
-        """Data to the OS first, then a header that claims only what is already there."""
-        self._fh.flush()
+        """A header that claims exactly the data written (already with the OS)."""
         os.pwrite(self._fh.fileno(), _header(self.data_bytes, self.sample_rate, self.channels), 0)
 
     def close(self) -> int:

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.test import Client
 

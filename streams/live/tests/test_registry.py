@@ -17,6 +17,7 @@ from streams.live.registry import StreamRegistry
 from streams.live.session import LiveSession, Timing
 from streams.live.webrtc import parse_offer
 from streams.models import Recording
+from streams.recordings import service as recordings
 from testing import peers
 from users.models import User
 
@@ -101,11 +102,29 @@ async def test_one_stream_per_user(make_registry: Any, alice: User, bob: User) -
     await registry.start_stream(alice)
     with pytest.raises(Conflict):
         await registry.start_stream(alice)
-    # Live on another process: the database flag is the lock.
-    await User.objects.filter(pk=bob.pk).aupdate(is_streaming=True)
+    # Live on another process: presence's claim is the lock (the flag only reflects it).
+    registry.events.held.add(bob.pk)
     with pytest.raises(Conflict):
         await registry.start_stream(bob)
     assert await Recording.objects.filter(owner=bob).acount() == 0
+    assert not (await User.objects.aget(pk=bob.pk)).is_streaming
+    await registry.stop_stream(alice)
+    await assert_ended(registry, alice)
+
+
+async def test_a_stale_live_flag_never_locks_the_user_out(make_registry: Any, alice: User) -> None:
+    """A flag left on by a stream whose end the database never heard of (a crash during an
+    outage): no live process holds the stream, so the start takes the flag over and finishes
+    the old stream's recording from its file."""
+    registry = await make_registry()
+    old = await database_sync_to_async(recordings.create_recording)(
+        alice, denoise=True, atten_lim_db=100.0, record_raw=False
+    )
+    await User.objects.filter(pk=alice.pk).aupdate(is_streaming=True)
+    session = await registry.start_stream(alice)
+    old = await Recording.objects.aget(pk=old.pk)
+    assert (old.finished, old.recovered) == (True, True)
+    assert session.recording_id != old.pk
     await registry.stop_stream(alice)
     await assert_ended(registry, alice)
 

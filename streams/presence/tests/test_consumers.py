@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
-from streams.presence.publisher import user_group
 from testing.fixtures import MakeUser, WsHarness
 from users import friendships
 from users.models import FriendRequest, User
@@ -54,6 +53,58 @@ async def test_cross_origin_socket_is_refused(make_harness: MakeHarness, alice: 
     comm = await make_harness().open(alice, path, origin="http://evil.example")
     connected, _ = await comm.connect()
     assert not connected
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://localhost:3000",
+        "https://localhost",
+        "ftp://localhost",
+        "http://localhost.evil.example",
+        "null",
+    ],
+)
+async def test_an_origin_differing_in_scheme_port_or_host_is_refused(
+    make_harness: MakeHarness, alice: User, origin: str
+) -> None:
+    comm = await make_harness().open(alice, origin=origin)
+    connected, _ = await comm.connect()
+    assert not connected
+
+
+@pytest.mark.parametrize("path", ["/ws/x/", "/ws/", "/ws/presence", "/ws/stream/", "/nothing/at/all"])
+@pytest.mark.parametrize("signed_in", [False, True])
+async def test_an_unknown_path_closes_with_4404_and_one_info_line(
+    make_harness: MakeHarness, alice: User, caplog: pytest.LogCaptureFixture, path: str, signed_in: bool
+) -> None:
+    comm = await make_harness().open(alice if signed_in else None, path)
+    with caplog.at_level("INFO"):
+        connected, _ = await comm.connect(timeout=5)
+        assert connected
+        await expect_close(comm, 4404)
+    lines = [
+        r for r in caplog.records if r.levelno >= logging.INFO and r.name.startswith(("streams", "django"))
+    ]
+    assert [(r.levelname, "unknown path" in r.getMessage()) for r in lines] == [("INFO", True)]
+
+
+async def test_a_user_holds_at_most_max_presence_sockets(
+    make_harness: MakeHarness, alice: User, bob: User, settings: Any
+) -> None:
+    settings.MAX_PRESENCE_SOCKETS = 3
+    harness = make_harness()
+    kept = [(await harness.join(alice))[0] for _ in range(3)]
+    extra = await harness.open(alice)
+    connected, _ = await extra.connect(timeout=5)
+    assert connected
+    await expect_close(extra, 4429)
+    await harness.leave(extra)  # the browser's side of the close
+    assert await harness.presence.socket_count(alice.pk) == 3  # the refused one no longer counts
+    await harness.join(bob)  # another user is not affected
+    await harness.leave(kept[0])
+    _, snapshot = await harness.join(alice)  # a freed place can be taken again
+    assert "friends" in snapshot
 
 
 async def test_snapshot_lists_friends_state_and_pending_requests(
@@ -204,11 +255,9 @@ async def test_unfriending_stops_the_flow_both_ways_at_once(
 
     # An event about bob already on its way to alice (published before the unfriending) is
     # dropped; carol's event sent after it arrives first, so nothing was held back.
-    layer = get_channel_layer()
     stale = {"type": "streaming_status", "username": "bob", "is_streaming": True}
-    await layer.group_send(
-        user_group(alice.pk),
-        {"type": "presence.event", "about": bob.pk, "key": "s:x", "seq": 99, "event": stale},
+    await harness.presence.bus.publish(
+        {"to": [alice.pk], "about": bob.pk, "key": "s:x", "seq": 99, "event": stale}
     )
     await harness.presence.stream_started(carol.pk, started_at=STARTED, denoise=True, atten_lim_db=100.0)
     await expect(alice_ws, type="streaming_status", username="carol")
@@ -299,6 +348,7 @@ async def test_stream_page_follows_the_friends_stream(
         "denoise": None,
         "atten_lim_db": None,
         "listeners": 0,
+        "recording": None,
     }
     presence = harness.presence
     await presence.stream_started(bob.pk, started_at=STARTED, denoise=True, atten_lim_db=40.0)
@@ -309,7 +359,9 @@ async def test_stream_page_follows_the_friends_stream(
     await expect(page, type="settings", username="bob", denoise=False, atten_lim_db=20.0)
 
     own, own_state = await harness.join(bob, "/ws/stream/bob/")  # the owner may watch too
-    assert own_state | {"is_streaming": True, "listeners": 1, "denoise": False} == own_state
+    assert (
+        own_state | {"is_streaming": True, "listeners": 1, "denoise": False, "recording": "on"} == own_state
+    )
 
     await presence.stream_ended(bob.pk)
     await expect(page, type="streaming_status", is_streaming=False)

@@ -63,12 +63,13 @@ async def test_users_of_a_dead_process_go_offline_and_their_streams_end(
     await wait_for(finished.aexists, timeout=5)
 
 
-def test_default_timings_show_a_killed_processs_users_offline_within_60_s(settings: Settings) -> None:
-    """The test above runs on short timings; the promise (offline within 60 s of a SIGKILL) rests
-    on the defaults: the dead process's key expires after the TTL, a survivor's next heartbeat
-    reaps it, and its users' grace period runs out."""
-    worst = settings.PRESENCE_TTL_S + settings.PRESENCE_HEARTBEAT_S + settings.PRESENCE_GRACE_S
-    assert worst <= 60
+def test_default_timings_end_a_killed_processs_streams_within_5_s(settings: Settings) -> None:
+    """The test above runs on short timings; the promise (a dead process's streams end for
+    friends within 5 s of a SIGKILL, its users offline within 60 s) rests on the defaults: the
+    dead process's key expires after the TTL, a survivor's next heartbeat reaps it (streams end
+    then), and its users' grace period runs out."""
+    assert settings.PRESENCE_TTL_S + settings.PRESENCE_HEARTBEAT_S <= 5
+    assert settings.PRESENCE_TTL_S + settings.PRESENCE_HEARTBEAT_S + settings.PRESENCE_GRACE_S <= 60
 
 
 # -- one process, no Redis -----------------------------------------------------------------------
@@ -110,8 +111,7 @@ async def test_a_close_the_store_missed_is_told_on_the_next_heartbeat(alice: Use
     presence = Presence(store=store, grace_s=0, heartbeat_s=0.05)
     try:
         await presence.socket_opened(alice.pk)
-        with pytest.raises(RedisConnectionError):
-            await presence.socket_closed(alice.pk)
+        await presence.socket_closed(alice.pk)  # the store blinks: logged, never raised
         assert await store.count(alice.pk) == 1  # missed: alice would stay online for good
 
         async def offline() -> bool:
