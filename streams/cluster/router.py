@@ -161,16 +161,24 @@ class StreamRouter:
             await self._session(owner_user.pk).listeners.answer(listener_id, listener.pk, sdp)
         return {"listening": True}
 
+    async def leave_target(self, listener: User, username: str) -> User:
+        """Access of leave: a friend (whose stream may have ended meanwhile)."""
+        return await database_sync_to_async(live_state.visible_owner)(listener, username, friends_only=True)
+
     async def leave(self, listener: User, username: str, body: dict[str, Any]) -> dict[str, Any]:
-        owner_user, owner = await self.listen_target(listener, username)
+        """The listener is gone; {"left": false} when it already was (a page leaves after the end)."""
+        owner_user = await self.leave_target(listener, username)
         listener_id = _listener_id(body)
-        if self.janus is not None:
-            await self.janus.listeners.leave(listener_id, listener.pk)
-        elif owner is not None:
-            args = {"owner_id": owner_user.pk, "user_id": listener.pk, "listener_id": listener_id}
-            await self._forward(owner, "leave", args)
-        else:
-            await self._session(owner_user.pk).listeners.leave(listener_id, listener.pk)
+        try:
+            if self.janus is not None:
+                await self.janus.listeners.leave(listener_id, listener.pk)
+            elif (owner := await self._owner(owner_user.pk)) is not None:
+                args = {"owner_id": owner_user.pk, "user_id": listener.pk, "listener_id": listener_id}
+                await self._forward(owner, "leave", args)
+            else:
+                await self._session(owner_user.pk).listeners.leave(listener_id, listener.pk)
+        except NotFound:
+            return {"left": False}
         return {"left": True}
 
     def _session(self, uid: int) -> LiveSession:

@@ -61,7 +61,11 @@ async def webrtc_listen_answer(
     return reply(await _router(request).answer(user, username, body))
 
 
-@endpoint("POST", json_body=True, access=_may_listen)
+async def _was_friend(request: HttpRequest, user: User, username: str) -> None:
+    await _router(request).leave_target(user, username)
+
+
+@endpoint("POST", json_body=True, access=_was_friend)
 async def webrtc_listen_leave(
     request: HttpRequest, user: User, body: dict[str, Any], username: str
 ) -> HttpResponse:
