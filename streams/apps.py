@@ -5,10 +5,10 @@ class StreamsConfig(AppConfig):
     name = "streams"
 
     def ready(self) -> None:
-        from streams.live import access
+        from streams.cluster import receivers as cluster_receivers
         from streams.presence import receivers
         from streams.recordings import service as recordings
 
         receivers.connect()
         recordings.connect()
-        access.connect()
+        cluster_receivers.connect()

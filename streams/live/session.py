@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiortc import RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
@@ -39,6 +40,12 @@ from streams.recordings.recorder import Recorder
 from streams.recordings.wav_file import RecordingStats
 
 log = logging.getLogger(__name__)
+
+
+class Relay(Protocol):
+    """A fan-out outside this process (streams.sfu.relay.JanusRelay): the viewers it counts."""
+
+    viewers: int
 
 
 @dataclass(frozen=True)
@@ -89,21 +96,17 @@ class LiveSession:
         self._handed_off: Callable[[float], None] | None = None
         self.hub = Hub(on_drop=shared.metrics.listener_packets_dropped.inc)
         self.broadcaster: RTCPeerConnection | None = None
+        self.relay: Relay | None = None  # the stream's fan-out through Janus, if any
         self._tasks = TaskSet(
             f"session-{session_id[:8]}", on_failure=lambda _exc: self.request_end(EndReason.INTERNAL_ERROR)
         )
-        self.listeners = HubListeners(
-            self.hub,
-            ListenerPeers(
-                self._new_pc,
-                self._close_pc,
-                self._new_track,
-                self._listeners_changed,
-                shared.metrics.listeners,
-            ),
-            self._tasks,
-            ListenerLimits(shared.max_listeners, shared.listeners_per_user, shared.timing.listener_connect_s),
+        peers = ListenerPeers(
+            self._new_pc, self._close_pc, self._new_track, self._listeners_changed, shared.metrics.listeners
         )
+        limits = ListenerLimits(
+            shared.max_listeners, shared.listeners_per_user, shared.timing.listener_connect_s
+        )
+        self.listeners = HubListeners(self.hub, peers, self._tasks, limits)
         self.ended: asyncio.Future[EndReason] = asyncio.get_running_loop().create_future()
         self._closing: asyncio.Task[RecordingStats] | None = None
         self._live_since = 0.0
@@ -173,8 +176,8 @@ class LiveSession:
 
     @property
     def listener_count(self) -> int:
-        """Connected listeners."""
-        return self.listeners.count
+        """Connected listeners: this process's own, or Janus's viewers when it relays the stream."""
+        return self.relay.viewers if self.relay is not None else self.listeners.count
 
     def apply_settings(self, *, controls: Controls) -> None:
         """Live controls of the engine (checked by the caller): effective from the next frame."""
@@ -206,15 +209,6 @@ class LiveSession:
     def attach(self, track: MediaStreamTrack) -> None:
         """Start reading and processing the broadcaster's audio track."""
         self.media.start(track)
-
-    async def add_listener(self, offer: Offer, user_id: int) -> RTCSessionDescription:
-        if self.state is not SessionState.LIVE:
-            raise Unavailable("This stream is ending.")
-        return await self.listeners.add(offer, user_id)
-
-    async def cut_listener(self, user_id: int) -> int:
-        """Close every connection `user_id` listens with (they may no longer); how many."""
-        return await self.listeners.cut(user_id)
 
     def _new_track(self, hub: Hub) -> ListenerTrack:
         return ListenerTrack(

@@ -3,6 +3,8 @@ listen, slots are not held by connections that never come up, one user cannot ta
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,9 +15,12 @@ from pytest_django.fixtures import Settings
 
 from fc25_denoise.errors import Unavailable
 from fc25_denoise.services import Services
+from streams.cluster.node import ClusterNode
+from streams.cluster.router import StreamRouter
 from streams.live.registry import StreamRegistry
 from streams.live.session import LiveSession, Timing
 from streams.live.webrtc import parse_offer
+from streams.presence.service import Presence
 from testing import peers
 from users.models import User
 
@@ -31,6 +36,24 @@ def _gone(pc: RTCPeerConnection) -> bool:
     return pc.connectionState in ("closed", "failed")
 
 
+@pytest.fixture
+async def app(
+    transactional_db: None, make_presence: Callable[..., Presence], media_root: Path
+) -> AsyncIterator[Services]:
+    """Services built as the running app builds them (`Services.create`: with this process's node)."""
+    presence = make_presence()
+    node = ClusterNode.for_process(presence)
+    services = Services(presence=presence, registry=StreamRegistry(events=presence, hooks=node), node=node)
+    await services.start()
+    try:
+        yield services
+        assert services.registry.sessions == {}, "the test left a live session in the registry"
+        assert services.registry.open_peer_connections() == 0, "the test left a peer connection open"
+    finally:
+        await services.aclose()
+        await peers.close_db_connections()
+
+
 async def _broadcast(registry: StreamRegistry, user: User, pcs: list[Any]) -> LiveSession:
     session = await registry.start_stream(user)
     pc, offer = await peers.broadcaster(peers.ArrayTrack(_tone(30)))
@@ -42,28 +65,30 @@ async def _broadcast(registry: StreamRegistry, user: User, pcs: list[Any]) -> Li
 
 async def _listen(
     registry: StreamRegistry, user: User, owner: str, pcs: list[Any], *, complete: bool = True
-) -> tuple[RTCPeerConnection, peers.Capture]:
-    """A listener peer; with complete=False it never takes the answer, so it never connects."""
-    pc, offer, capture = await peers.listener()
+) -> tuple[RTCPeerConnection | None, peers.Capture | None]:
+    """The listen flow (the server offers); with complete=False nobody ever answers."""
+    router = StreamRouter(registry)
+    offer = await router.listen(user, owner)
+    if not complete:
+        return None, None
+    pc, answer, capture = await peers.listener(offer)
     pcs.append(pc)
-    answer = await registry.listen(user, owner, parse_offer(offer, "listen"))
-    if complete:
-        await peers.accept(pc, {"sdp": answer.sdp, "type": answer.type})
+    await router.answer(user, owner, {"listener_id": offer["listener_id"], **answer})
     return pc, capture
 
 
 @pytest.mark.parametrize("who", ["owner", "listener"])
 async def test_an_unfriended_listener_is_cut_off_within_a_second(
-    live: Services, alice: User, bob: User, carol: User, befriend: Any, client_pcs: list, who: str
+    app: Services, alice: User, bob: User, carol: User, befriend: Any, client_pcs: list, who: str
 ) -> None:
     await database_sync_to_async(befriend)(alice, bob)
     await database_sync_to_async(befriend)(alice, carol)
-    broadcaster = await peers.signed_in(live, alice)
+    broadcaster = await peers.signed_in(app, alice)
     await peers.go_live(broadcaster, peers.ArrayTrack(_tone(30)), client_pcs)
-    bobs = await peers.signed_in(live, bob)
+    bobs = await peers.signed_in(app, bob)
     heard = await peers.listen(bobs, "alice", client_pcs)
-    other = await peers.listen(await peers.signed_in(live, carol), "alice", client_pcs)
-    session = live.registry.session_for(alice.pk)
+    other = await peers.listen(await peers.signed_in(app, carol), "alice", client_pcs)
+    session = app.registry.session_for(alice.pk)
     assert session is not None
     await peers.wait_for(lambda: heard.count >= 10 and other.count >= 10 and session.listener_count == 2, 10)
     bob_pc = client_pcs[1]
@@ -75,7 +100,7 @@ async def test_an_unfriended_listener_is_cut_off_within_a_second(
     await peers.wait_for(lambda: _gone(bob_pc) and session.listener_count == 1, timeout=1.0)
     assert heard.task is not None
     await heard.task  # ...and his track has ended: no more RTP reaches him.
-    assert live.registry.open_peer_connections() == 2  # alice's broadcaster and carol
+    assert app.registry.open_peer_connections() == 2  # alice's broadcaster and carol
     before = other.count
     await peers.wait_for(lambda: other.count >= before + 10, timeout=5)  # carol still hears
     await peers.stop(broadcaster)
@@ -95,12 +120,13 @@ async def test_a_listener_that_never_connects_frees_its_slot(
     await database_sync_to_async(befriend)(alice, bob)
     await database_sync_to_async(befriend)(alice, carol)
     session = await _broadcast(registry, alice, client_pcs)
-    await _listen(registry, bob, "alice", client_pcs, complete=False)  # fake: never completes ICE
+    await _listen(registry, bob, "alice", client_pcs, complete=False)  # an offer never answered
     with pytest.raises(Unavailable):  # the slot is taken...
         await _listen(registry, carol, "alice", client_pcs)
     assert registry.open_peer_connections() == 2
     await peers.wait_for(lambda: registry.open_peer_connections() == 1, timeout=5)  # ...until the deadline
     _, capture = await _listen(registry, carol, "alice", client_pcs)
+    assert capture is not None
     await peers.wait_for(lambda: capture.count >= 10 and session.listener_count == 1, timeout=10)
     await registry.stop_stream(alice)
 
@@ -113,7 +139,7 @@ async def test_one_user_holds_at_most_a_few_connections_the_newest_replacing_the
     registry = await make_registry()
     await database_sync_to_async(befriend)(alice, bob)
     session = await _broadcast(registry, alice, client_pcs)
-    tabs = []
+    tabs: list[tuple[Any, Any]] = []
     for _ in range(3):  # a third tab, once the first two hear the stream
         tabs.append(await _listen(registry, bob, "alice", client_pcs))
         await peers.wait_for(lambda: tabs[-1][1].count >= 1, timeout=10)
