@@ -12,6 +12,7 @@ from aiortc import RTCPeerConnection
 from channels.db import database_sync_to_async
 
 from fc25_denoise.services import Services
+from streams.cluster.router import StreamRouter
 from streams.live.session import Timing
 from streams.models import Recording
 from testing import peers
@@ -31,13 +32,27 @@ async def _sdp(direction: str, kind: str = "audio") -> str:
     return sdp
 
 
+async def _answer_sdp() -> str:
+    """A listener's answer to a server's offer, as aiortc makes it (never connected)."""
+    server, client = RTCPeerConnection(), RTCPeerConnection()
+    server.addTransceiver("audio", direction="sendonly")
+    await server.setLocalDescription(await server.createOffer())
+    await client.setRemoteDescription(server.localDescription)
+    await client.setLocalDescription(await client.createAnswer())
+    sdp = client.localDescription.sdp
+    await server.close()
+    await client.close()
+    return sdp
+
+
 @pytest.fixture
 async def sdps() -> dict[str, str]:
-    """Real offers made by aiortc (never connected)."""
+    """Real offers and an answer made by aiortc (never connected)."""
     return {
         "send": await _sdp("sendonly"),
         "recv": await _sdp("recvonly"),
         "video": await _sdp("sendonly", "video"),
+        "answer": await _answer_sdp(),
     }
 
 
@@ -70,14 +85,18 @@ async def _state(live: Services) -> tuple[Any, ...]:
 def _cases(sid: str, sdps: dict[str, str]) -> list[tuple[str | None, str, str, Any, int]]:
     send = {"sdp": sdps["send"], "type": "offer"}
     recv = {"sdp": sdps["recv"], "type": "offer"}
+    answer = {"listener_id": "no-such-listener", "sdp": sdps["answer"], "type": "answer"}
     offer = "/api/webrtc/offer/"
     listen = "/api/webrtc/listen/alice/"
+    answered, leave = listen + "answer/", listen + "leave/"
     big = "x" * (65 * 1024)
     return [
         # anonymous: 401 everywhere
         (None, "post", "/api/stream/start/", {}, 401),
         (None, "post", offer, {"session_id": sid, **send}, 401),
-        (None, "post", listen, recv, 401),
+        (None, "post", listen, {}, 401),
+        (None, "post", answered, answer, 401),
+        (None, "post", leave, {"listener_id": "x"}, 401),
         (None, "patch", "/api/stream/settings/", {"denoise": False}, 401),
         (None, "post", "/api/stream/stop/", None, 401),
         (None, "get", "/api/stream/status/alice/", None, 401),
@@ -104,19 +123,27 @@ def _cases(sid: str, sdps: dict[str, str]) -> list[tuple[str | None, str, str, A
         ("alice", "post", offer, send, 400),
         ("bob", "post", offer, {"session_id": sid, **send}, 403),
         ("alice", "post", offer, {"session_id": sid, "sdp": big, "type": "offer"}, 413),
-        # listener offer
-        ("carol", "post", listen, recv, 403),
-        ("alice", "post", listen, recv, 403),  # herself
-        ("bob", "post", "/api/webrtc/listen/nobody/", recv, 404),
-        ("alice", "post", "/api/webrtc/listen/bob/", recv, 404),  # a friend who is not live
-        ("alice", "post", "/api/webrtc/listen/carol/", recv, 403),
-        ("bob", "post", listen, {"sdp": GARBAGE_SDP, "type": "offer"}, 400),
-        ("bob", "post", listen, send, 400),  # receives no audio
-        ("bob", "post", listen, {"sdp": sdps["recv"], "type": "answer"}, 400),
-        ("bob", "post", listen, {"sdp": sdps["video"], "type": "offer"}, 400),
+        # listening: the server offers, the listener answers
+        ("carol", "post", listen, {}, 403),
+        ("alice", "post", listen, {}, 403),  # herself
+        ("bob", "post", "/api/webrtc/listen/nobody/", {}, 404),
+        ("alice", "post", "/api/webrtc/listen/bob/", {}, 404),  # a friend who is not live
+        ("alice", "post", "/api/webrtc/listen/carol/", {}, 403),
+        ("bob", "post", listen, recv, 400),  # the old flow: the browser no longer offers
         ("bob", "post", listen, "null", 400),
         ("bob", "get", listen, None, 405),
-        ("bob", "post", listen, {"sdp": big, "type": "offer"}, 413),
+        ("bob", "post", listen, {"pad": big}, 413),
+        ("carol", "post", answered, answer, 403),
+        ("bob", "post", answered, answer, 404),  # no such listener
+        ("bob", "post", answered, {**answer, "listener_id": 7}, 400),
+        ("bob", "post", answered, {"sdp": sdps["answer"], "type": "answer"}, 400),
+        ("bob", "post", answered, {**answer, "type": "offer"}, 400),
+        ("bob", "post", answered, {**answer, "sdp": GARBAGE_SDP}, 400),
+        ("bob", "post", answered, {**answer, "sdp": sdps["video"]}, 400),
+        ("bob", "post", answered, {**answer, "sdp": big}, 413),
+        ("bob", "get", answered, None, 405),
+        ("carol", "post", leave, {"listener_id": "x"}, 403),
+        ("bob", "post", leave, {}, 400),
         # settings
         ("bob", "patch", "/api/stream/settings/", {"denoise": False}, 404),
         ("alice", "patch", "/api/stream/settings/", {}, 400),
@@ -237,7 +264,7 @@ async def test_metrics_for_loopback_and_staff_only(live: Services, alice: User, 
 async def test_a_stream_started_by_a_request_can_end_by_itself_later(make_registry: Any, alice: User) -> None:
     # The session's tasks outlive the request; they must not carry its (then dead) asgiref executor.
     registry = await make_registry(timing=Timing(first_media_s=0.3, watchdog_s=0.05))
-    client = await peers.signed_in(SimpleNamespace(registry=registry), alice)
+    client = await peers.signed_in(SimpleNamespace(registry=registry, router=StreamRouter(registry)), alice)
     response = await client.post("/api/stream/start/", {}, content_type=peers.JSON)
     assert response.status_code == 201
     await peers.wait_for(lambda: registry.session_for(alice.pk) is None, timeout=10)
@@ -245,3 +272,10 @@ async def test_a_stream_started_by_a_request_can_end_by_itself_later(make_regist
     assert not alice.is_streaming
     assert (await Recording.objects.aget(owner=alice)).finished
     assert registry.events.names(alice.pk) == ["stream_started", "stream_ended"]
+
+
+async def test_leaving_a_listener_already_gone_is_no_error(world: dict[str, Any]) -> None:
+    response = await world["clients"]["bob"].post(
+        "/api/webrtc/listen/alice/leave/", {"listener_id": "gone-already"}, content_type=peers.JSON
+    )
+    assert (response.status_code, response.json()) == (200, {"left": False})
