@@ -361,6 +361,9 @@ STREAM_OFFLINE_GRACE_S = _env_seconds("STREAM_OFFLINE_GRACE_S", 5.0)
 # how long a listener's connection may take from its offer to connected before it is closed.
 LISTENER_CONNECTIONS_PER_USER = max(1, env_int("LISTENER_CONNECTIONS_PER_USER", 3))
 LISTENER_CONNECT_TIMEOUT_S = _env_seconds("LISTENER_CONNECT_TIMEOUT_S", 10.0)
+# A broadcaster whose page reloads or whose connection drops resumes the same stream (session,
+# recording, listeners) with a new offer within this long; 0 ends the stream at once.
+STREAM_RESUME_GRACE_S = _env_seconds("STREAM_RESUME_GRACE_S", 10.0)
 # --- end live path ---
 
 

@@ -19,7 +19,6 @@ from fc25_denoise.errors import BadRequest, NotFound, Unavailable
 from streams.cluster.node import ClusterNode
 from streams.cluster.owners import Owner
 from streams.live import state as live_state
-from streams.live.lifecycle import SessionState
 from streams.live.registry import StreamRegistry
 from streams.live.session import LiveSession
 from streams.live.webrtc import parse_answer, parse_offer
@@ -45,7 +44,7 @@ class StreamRouter:
 
     def _local(self, uid: int) -> LiveSession | None:
         session = self.registry.session_for(uid)
-        return session if session is not None and session.state is SessionState.LIVE else None
+        return session if session is not None and session.serving else None
 
     async def _owner(self, uid: int) -> Owner | None:
         """Another process's record of the user's live stream (None: local, or nobody's)."""

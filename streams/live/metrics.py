@@ -60,6 +60,11 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.sessions_resumed = Counter(
+            "rd_sessions_resumed",
+            "Live sessions whose broadcaster came back (a reload, a dropped connection) within the grace.",
+            registry=r,
+        )
         self.sessions_ended = Counter(
             "rd_sessions_ended", "Live sessions ended, by reason.", ["reason"], registry=r
         )

@@ -62,6 +62,7 @@ class StreamRegistry:
         self._timing = timing or Timing(
             offline_grace_s=settings.STREAM_OFFLINE_GRACE_S,
             listener_connect_s=settings.LISTENER_CONNECT_TIMEOUT_S,
+            resume_grace_s=settings.STREAM_RESUME_GRACE_S,
         )
         self._sessions: dict[int, LiveSession] = {}  # by owner, from starting until forgotten
         self._by_id: dict[str, LiveSession] = {}  # live ones, by session id
@@ -112,7 +113,7 @@ class StreamRegistry:
 
     def _live(self, user_id: int) -> LiveSession | None:
         session = self._sessions.get(user_id)
-        return session if session is not None and session.state is SessionState.LIVE else None
+        return session if session is not None and session.serving else None
 
     def open_peer_connections(self) -> int:
         """Server-side peer connections not yet closed, ended sessions' included."""
@@ -122,8 +123,20 @@ class StreamRegistry:
         owner = await database_sync_to_async(live_state.visible_owner)(viewer, username)
         session = self._sessions.get(owner.pk)
         if session is not None and session.state is not SessionState.STARTING:
+            mine = owner.pk == viewer.pk
+            names = None
+            if mine:
+                names = await database_sync_to_async(live_state.usernames)(session.listeners.listening())
             return live_state.StreamStatus(
-                True, session.started_at, session.denoise, session.atten_lim_db, session.listener_count
+                True,
+                session.started_at,
+                session.denoise,
+                session.atten_lim_db,
+                session.listener_count,
+                state=str(session.state),
+                resumable=mine and session.serving,
+                session_id=session.session_id if mine and session.serving else None,
+                listener_names=names,
             )
         if not owner.is_streaming:
             return live_state.StreamStatus(False, None, None, None, 0)
@@ -280,7 +293,7 @@ class StreamRegistry:
         if not isinstance(session_id, str) or not session_id:
             raise BadRequest('"session_id" must be the id returned by /api/stream/start/.')
         session = self._by_id.get(session_id)
-        if session is None or session.state is not SessionState.LIVE:
+        if session is None or not session.serving:
             raise NotFound("No live session with that id (it may have ended).")
         if session.user_id != user.pk:
             raise Forbidden("That session belongs to someone else.")

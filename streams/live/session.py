@@ -26,15 +26,16 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from denoise.pool import AudioProcessor
 from denoise.stream import Controls
-from fc25_denoise.errors import Conflict, Unavailable
-from streams.events import EVENT_ERRORS, StreamEvents, tell
+from fc25_denoise.errors import Unavailable
+from streams.events import StreamEvents, tell
 from streams.live.fanout import Hub
-from streams.live.lifecycle import ALLOWED, EndReason, SessionState, TransitionError
+from streams.live.lifecycle import ALLOWED, SERVING, EndReason, SessionState, TransitionError
 from streams.live.listeners import HubListeners, ListenerLimits, ListenerPeers
 from streams.live.metrics import Metrics
 from streams.live.pipeline import AudioPipeline
 from streams.live.tasks import TaskSet, detached
 from streams.live.tracks import ListenerTrack
+from streams.live.watchdog import Interruption, Timing, watch
 from streams.live.webrtc import Offer, answer_broadcaster, new_peer_connection
 from streams.recordings.recorder import Recorder
 from streams.recordings.wav_file import RecordingStats
@@ -46,17 +47,6 @@ class Relay(Protocol):
     """A fan-out outside this process (streams.sfu.relay.JanusRelay): the viewers it counts."""
 
     viewers: int
-
-
-@dataclass(frozen=True)
-class Timing:
-    """When a session ends by itself (seconds); tests shorten them."""
-
-    first_media_s: float = 15.0  # no media this long after start
-    media_gap_s: float = 10.0  # media stopped this long
-    offline_grace_s: float = 5.0  # broadcaster's presence gone this long (after being seen)
-    watchdog_s: float = 1.0
-    listener_connect_s: float = 10.0  # a listener's connection not up this long after its offer
 
 
 @dataclass(frozen=True)
@@ -109,7 +99,9 @@ class LiveSession:
         self.listeners = HubListeners(self.hub, peers, self._tasks, limits)
         self.ended: asyncio.Future[EndReason] = asyncio.get_running_loop().create_future()
         self._closing: asyncio.Task[RecordingStats] | None = None
-        self._live_since = 0.0
+        self.media_since = 0.0  # when it went live or last resumed (monotonic)
+        self.interruption: Interruption | None = None  # while reconnecting
+        self.resumed = 0  # how often its broadcaster came back
 
     def _move(self, to: SessionState) -> None:
         """The one place the state changes."""
@@ -128,12 +120,14 @@ class LiveSession:
             hub=self.hub,
             metrics=self._metrics,
             encode_executor=self._shared.encode_executor,
-            on_end=self.request_end,
+            on_end=self._media_ended,
         )
         # The engine's delay is constant: read once here, not for every listener packet.
         self._handed_off = self._metrics.hand_off_observer(resources.processor.delay_s)
-        self._live_since = time.monotonic()
-        self._tasks.spawn(self._watchdog(), "watchdog")
+        self.media_since = time.monotonic()
+        self._tasks.spawn(
+            watch(self, self._shared.timing, lambda: self._shared.events.is_online(self.user_id)), "watchdog"
+        )
 
     def abandon(self) -> None:
         """Its resources could not be opened (the registry released what was): starting -> ended."""
@@ -153,6 +147,15 @@ class LiveSession:
         if self._media is None:
             raise TransitionError(f"session {self.session_id} has not gone live")
         return self._media
+
+    @property
+    def serving(self) -> bool:
+        """Live or reconnecting: it takes offers (a resume included), listeners and settings."""
+        return self.state in SERVING
+
+    @property
+    def last_media(self) -> float | None:
+        return self.media.last_media
 
     @property
     def recording_id(self) -> int:
@@ -190,25 +193,37 @@ class LiveSession:
     # -- peers -----------------------------------------------------------------------------------
 
     async def accept_broadcast(self, offer: Offer) -> RTCSessionDescription:
-        if self.broadcaster is not None:
-            raise Conflict("This session already has its broadcaster connection.")
-        if self.state is not SessionState.LIVE:
+        """The broadcaster's connection: the first one, a resume after a drop (reconnecting), or
+        a newer page of the same user taking over (the older connection is closed). A refused
+        offer changes nothing."""
+        if not self.serving:
             raise Unavailable("This session is ending.")
+        previous = self.broadcaster
         pc = self._new_pc()
-        self.broadcaster = pc
+        self.broadcaster = pc  # from here on the previous connection's events are ignored
         pc.on("connectionstatechange", lambda: self._broadcaster_state(pc))
         try:
             answer, track = await answer_broadcaster(pc, offer)
         except BaseException:
-            self.broadcaster = None
+            self.broadcaster = previous
             await self._close_pc(pc)
             raise
-        self.attach(track)
+        if previous is not None:
+            self._tasks.spawn(self._close_pc(previous), "close-broadcaster", cancel=False)
+        if self.state is SessionState.RECONNECTING:
+            self._move(SessionState.LIVE)
+            self.interruption = None
+            self.resumed += 1
+            self._metrics.sessions_resumed.inc()
+            log.info("Session %s resumed: its broadcaster is back.", self.session_id)
+        if self.serving:
+            self.media_since = time.monotonic()
+            self.attach(track)
         return answer
 
     def attach(self, track: MediaStreamTrack) -> None:
-        """Start reading and processing the broadcaster's audio track."""
-        self.media.start(track)
+        """Start reading and processing the broadcaster's audio track (instead of an older one)."""
+        self.media.attach(track)
 
     def _new_track(self, hub: Hub) -> ListenerTrack:
         return ListenerTrack(
@@ -222,51 +237,39 @@ class LiveSession:
         self._tasks.spawn(tell(self._shared.events.listeners_changed(self.user_id, count)), "listeners")
 
     def _broadcaster_state(self, pc: RTCPeerConnection) -> None:
-        if pc is not self.broadcaster:  # e.g. one refused at its offer, closed again since
+        if pc is not self.broadcaster:  # refused at its offer, or replaced by a newer one
             return
         if pc.connectionState == "failed":
-            self.request_end(EndReason.BROADCASTER_FAILED)
+            self._interrupted(EndReason.BROADCASTER_FAILED)
         elif pc.connectionState == "closed":
-            self.request_end(EndReason.BROADCASTER_CLOSED)
+            self._interrupted(EndReason.BROADCASTER_CLOSED)
 
-    # -- ending by itself -------------------------------------------------------------------------
+    def _media_ended(self, reason: EndReason) -> None:
+        if reason is EndReason.BROADCASTER_ENDED:
+            self._interrupted(reason)
+        else:
+            self.request_end(reason)
 
-    async def _watchdog(self) -> None:
-        timing = self._shared.timing
-        seen_online = False
-        offline_since: float | None = None
-        while not self.ended.done():
-            await asyncio.sleep(timing.watchdog_s)
-            now = time.monotonic()
-            last_media = self.media.last_media
-            if last_media is None and now - self._live_since > timing.first_media_s:
-                self.request_end(EndReason.NO_MEDIA)
-            elif last_media is not None and now - last_media > timing.media_gap_s:
-                self.request_end(EndReason.MEDIA_STOPPED)
-            online = await self._is_online()
-            if online is None:
-                continue
-            if online:
-                seen_online, offline_since = True, None
-            elif seen_online:
-                offline_since = offline_since or now
-                if now - offline_since > timing.offline_grace_s:
-                    self.request_end(EndReason.OFFLINE)
-
-    async def _is_online(self) -> bool | None:
-        """Presence's answer, or None when it cannot tell right now (a store outage ends no stream)."""
-        try:
-            async with asyncio.timeout(self._shared.timing.watchdog_s):
-                return await self._shared.events.is_online(self.user_id)
-        except EVENT_ERRORS as exc:
-            log.warning("Session %s: presence check failed: %s", self.session_id, exc)
-            return None
+    def _interrupted(self, reason: EndReason) -> None:
+        """The broadcaster's connection is gone: wait for it to resume (or end at once)."""
+        if self.state is not SessionState.LIVE:
+            return  # already reconnecting, or ending
+        if self._shared.timing.resume_grace_s <= 0:
+            self.request_end(reason)
+            return
+        self._move(SessionState.RECONNECTING)
+        self.interruption = Interruption(reason, time.monotonic())
+        log.info("Session %s: broadcaster gone (%s); it may resume.", self.session_id, reason)
+        gone, self.broadcaster = self.broadcaster, None
+        if gone is not None:
+            self._tasks.spawn(self._close_pc(gone), "close-broadcaster", cancel=False)
 
     # -- ending ----------------------------------------------------------------------------------
 
     async def close(self) -> RecordingStats:
         """Release everything (peers, tasks, engine, files); every call returns the same stats."""
         if self._closing is None:
+            self.interruption = None
             self.request_end(EndReason.CLOSED)
             self._move(SessionState.ENDING)
             self._closing = detached(self._close(), f"session-{self.session_id[:8]}-close")

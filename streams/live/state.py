@@ -27,6 +27,14 @@ class StreamStatus:
     denoise: bool | None
     atten_lim_db: float | None
     listeners: int | None  # None when the stream runs on another process
+    # The session's state: live, reconnecting (its broadcaster's connection is gone and may
+    # resume), ending; None when not live or not known here (only the database flag is).
+    state: str | None = None
+    # For the owner only (None for anyone else): a new broadcaster offer with `session_id`
+    # resumes this stream (same session, recording and listeners); who listens, by name.
+    resumable: bool = False
+    session_id: str | None = None
+    listener_names: list[str] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -35,6 +43,10 @@ class StreamStatus:
             "denoise": self.denoise,
             "atten_lim_db": self.atten_lim_db,
             "listeners": self.listeners,
+            "state": self.state,
+            "resumable": self.resumable,
+            "session_id": self.session_id,
+            "listener_names": self.listener_names,
         }
 
 
@@ -67,6 +79,11 @@ def parse_controls(denoise: object, atten_lim_db: object) -> ControlsChange:
         return ControlsChange(denoise, validate_atten_lim(atten_lim_db))  # type: ignore[arg-type]
     except InvalidSettingError as exc:
         raise BadRequest('"atten_lim_db" must be a number from 0 to 100.') from exc
+
+
+def usernames(user_ids: list[int]) -> list[str]:
+    """The names of these users, each once, sorted."""
+    return sorted(set(User.objects.filter(pk__in=user_ids).values_list("username", flat=True)))
 
 
 def claim_streaming(user_id: int) -> bool:

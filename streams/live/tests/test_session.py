@@ -64,7 +64,7 @@ async def make_session(tmp_path: Path) -> AsyncIterator[Any]:
             events=Offline(),  # type: ignore[arg-type]
             max_listeners=2,
             listeners_per_user=2,
-            timing=Timing(**timing),
+            timing=Timing(**{"resume_grace_s": 0.0, **timing}),  # a track's end ends it
         )
         session = LiveSession(user_id=1, session_id="s" * 32, shared=shared)
         session.go_live(
