@@ -10,9 +10,9 @@ blocks one at a time, in order. The engine, the recorder and the encoder all tak
 mono array: no stage converts again (the recorder's int16 conversion runs in its own thread).
 
 A resumed stream (`attach` of a new track after a broadcaster's reconnection) keeps the same
-worker, engine and recording: the time between the old track's last frame and the new one's
-first goes into the recording as silence, so its timeline matches the wall clock. Listeners
-hear silence meanwhile (their tracks stand in for late packets).
+worker, engine and recording: the recorder records the time without blocks as silence (its
+timeline follows the wall clock), and listeners hear silence meanwhile (their tracks stand in
+for late packets).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 
 import av
 import av.error
@@ -45,15 +44,6 @@ log = logging.getLogger(__name__)
 INBOX_FRAMES = 50  # 1 s of input may wait for the engine; older frames are dropped
 DRAIN_S = 2.0  # at the end, at most this long to record frames still waiting for the engine
 LATE_AFTER_S = FRAME_SAMPLES / SAMPLE_RATE  # a frame slower than real time is late
-FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
-SILENCE_CHUNK = SAMPLE_RATE  # a gap is recorded in 1 s blocks
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """Silence for the recording: the broadcaster's connection was gone this many samples."""
-
-    samples: int
 
 
 class EntryConverter:
@@ -110,7 +100,7 @@ class AudioPipeline:
         self._executor = encode_executor
         self._on_end = on_end  # asks the session to end, with a reason
         self._encoder = OpusEncoder()
-        self._inbox: deque[tuple[Mono | Gap, float]] = deque()
+        self._inbox: deque[tuple[Mono, float]] = deque()
         self._ready = asyncio.Event()
         self._draining = False
         self._tasks = TaskSet("pipeline", on_failure=lambda _exc: on_end(EndReason.INTERNAL_ERROR))
@@ -130,7 +120,7 @@ class AudioPipeline:
             self._worker = self._tasks.spawn(self._work(), "worker")
         if self._reader is not None:
             self._reader.cancel()
-        self._reader = self._tasks.spawn(self._read(track, self.last_media), "reader")
+        self._reader = self._tasks.spawn(self._read(track), "reader")
 
     async def stop(self) -> None:
         """Take no more media, record what already arrived (bounded by DRAIN_S), then stop."""
@@ -144,7 +134,7 @@ class AudioPipeline:
                 task.cancel()
         await self._tasks.join()
 
-    async def _read(self, track: MediaStreamTrack, resumed_after: float | None) -> None:
+    async def _read(self, track: MediaStreamTrack) -> None:
         entry = EntryConverter()
         while True:
             try:
@@ -154,13 +144,7 @@ class AudioPipeline:
                 return
             if not isinstance(frame, av.AudioFrame):
                 continue
-            now = time.monotonic()
-            if resumed_after is not None:  # the first frame after a reconnection
-                gap = round((now - resumed_after - FRAME_S) * SAMPLE_RATE)
-                if gap > 0:
-                    self._inbox.append((Gap(gap), now))
-                resumed_after = None
-            self.last_media = now
+            self.last_media = time.monotonic()
             try:
                 blocks = entry.convert(frame)
             except (av.error.FFmpegError, ValueError) as exc:  # a frame libswresample refuses
@@ -174,7 +158,7 @@ class AudioPipeline:
                 self._inbox.append((block, self.last_media))
             self._ready.set()
 
-    async def _next(self) -> tuple[Mono | Gap, float] | None:
+    async def _next(self) -> tuple[Mono, float] | None:
         """The oldest waiting block; None once stopping has emptied the inbox."""
         while not self._inbox:
             if self._draining:
@@ -188,9 +172,6 @@ class AudioPipeline:
         stage = self._metrics.stage_seconds
         while (item := await self._next()) is not None:
             raw, arrival = item
-            if isinstance(raw, Gap):
-                self._record_silence(raw.samples)
-                continue
             self.frames_started += 1
             started = time.monotonic()
             try:
@@ -213,8 +194,3 @@ class AudioPipeline:
             self._metrics.frames_processed.inc()
             if done - arrival > LATE_AFTER_S:
                 self._metrics.frames_late.inc()
-
-    def _record_silence(self, samples: int) -> None:
-        for start in range(0, samples, SILENCE_CHUNK):
-            block = np.zeros(min(SILENCE_CHUNK, samples - start), np.float32)
-            self._recorder.write(block, block)
