@@ -209,6 +209,9 @@ class RecordedEvents:
     async def recording_stopped(self, user_id: int, reason: str) -> None:
         await self._record("recording_stopped", user_id, reason=reason)
 
+    async def source_stalled(self, user_id: int, stalled: bool) -> None:
+        await self._record("source_stalled", user_id, stalled=stalled)
+
     async def stream_started(self, user_id: int, **details: Any) -> None:
         await self._record("stream_started", user_id, **details)
 

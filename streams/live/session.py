@@ -46,6 +46,7 @@ class Timing:
 
     first_media_s: float = 15.0  # no media this long after start
     media_gap_s: float = 10.0  # media stopped this long
+    stall_s: float = 2.0  # media missing this long: listeners are told the source stalled
     offline_grace_s: float = 5.0  # broadcaster's presence gone this long (after being seen)
     watchdog_s: float = 1.0
 
@@ -248,7 +249,7 @@ class LiveSession:
 
     async def _watchdog(self) -> None:
         timing = self._shared.timing
-        seen_online = False
+        seen_online = stalled = False
         offline_since: float | None = None
         while not self.ended.done():
             await asyncio.sleep(timing.watchdog_s)
@@ -258,6 +259,10 @@ class LiveSession:
                 self.request_end(EndReason.NO_MEDIA)
             elif last_media is not None and now - last_media > timing.media_gap_s:
                 self.request_end(EndReason.MEDIA_STOPPED)
+            if last_media is not None and (now - last_media > timing.stall_s) != stalled:
+                stalled = not stalled  # listeners hear silence meanwhile: tell them why
+                events = self._shared.events
+                self._tasks.spawn(tell(events.source_stalled(self.user_id, stalled)), "stalled")
             online = await self._is_online()
             if online is None:
                 continue

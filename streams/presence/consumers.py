@@ -21,6 +21,9 @@ Client frames on both: {"type": "ping"} -> {"type": "pong"}. Anything else (bina
 unknown type, over 4096 bytes) -> {"type": "error", "error": "<sentence>"}; the socket stays open.
   recording              my stream goes on but its recording stopped: {username, state:
                          "stopped", reason: "storage_full", message}
+  source                 the broadcaster's audio stopped coming or came back (listeners hear
+                         silence meanwhile): {username, state: "stalled"|"ok", message}; on the
+                         stream page and the broadcaster's own presence sockets
   server_restarting      the server shuts down (a restart): {message}; then close 1012
 Close codes: 4401 not logged in, 4403 not (or no longer) a friend of the page's owner,
 4404 no such user, 1011 the presence store or the channel layer is unreachable (reconnect),
