@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from django.db import OperationalError
@@ -101,13 +100,8 @@ async def test_presence_store_down_answers_503(make_services: Callable[..., Serv
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[AppStack]:
-    app = AppStack(tmp_path, ["alice"], [])
-    try:
-        app.daphne.start()
-        yield app
-    finally:
-        app.close()
+def stack(make_stack: Callable[..., AppStack]) -> AppStack:
+    return make_stack(["alice"], [])
 
 
 async def test_healthz_stays_true_with_50_sockets_open(stack: AppStack) -> None:

@@ -148,7 +148,7 @@ class Presence:
         await self._db.aclose()
 
     async def restarting(self) -> None:
-        """The server is shutting down: every open socket is told and closed (1012)."""
+        """The server is shutting down: every open socket is told and closed (4012)."""
         await self.sockets.restarting()
 
     async def ping(self) -> None:

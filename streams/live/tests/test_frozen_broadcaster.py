@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,13 +20,8 @@ FREEZE_S = 4.0
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[AppStack]:
-    app = AppStack(tmp_path, ["alice", "bob"], [("alice", "bob")])
-    try:
-        app.daphne.start()
-        yield app
-    finally:
-        app.close()
+def stack(make_stack: Callable[..., AppStack]) -> AppStack:
+    return make_stack(["alice", "bob"], [("alice", "bob")])
 
 
 async def wall(until: float) -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,15 +20,12 @@ pytestmark = pytest.mark.webrtc
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[AppStack]:
-    app = AppStack(tmp_path, ["alice", "bob"], [("alice", "bob")])
-    try:
-        with small_disk(app.media, 8 * 1024 * 1024):
-            app.daphne.start()
-            yield app
-            app.daphne.stop()
-    finally:
-        app.close()
+def stack(make_stack: Callable[..., AppStack]) -> Iterator[AppStack]:
+    app = make_stack(["alice", "bob"], [("alice", "bob")], start=False)
+    with small_disk(app.media, 8 * 1024 * 1024):
+        app.daphne.start()
+        yield app
+        app.daphne.stop()  # before the disk goes
 
 
 async def test_a_full_disk_stops_the_recording_not_the_stream(
