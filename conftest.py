@@ -6,9 +6,11 @@ Each app's tests/conftest.py adds its own (database snapshots, services, browser
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 
 import pytest
+from axes.handlers.proxy import AxesProxyHandler
 from django.test import Client
 from pytest_django.fixtures import Settings
 
@@ -27,6 +29,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             "(scripts/netns-run .venv/bin/python -m pytest ..., as make test does)",
             pytrace=False,
         )
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(settings: Settings) -> None:
+    """A fresh cache per test: sign-in throttling counts there (users/throttling.py)."""
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": uuid.uuid4().hex}
+    }
+    AxesProxyHandler.get_implementation(force=True)  # axes keeps the cache it was built with
 
 
 @pytest.fixture(autouse=True)

@@ -6,23 +6,12 @@ what the rewrite assumes: an export that changed raises EngineError instead of c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from denoise.exceptions import EngineError
-
-
-@dataclass(frozen=True)
-class StateSpec:
-    """One recurrent input of the graph: its name, shape without the batch, batch axis, owner."""
-
-    name: str
-    shape: tuple[int, ...]  # full shape with the batch dimension set to 1
-    batch_axis: int
-    part: str  # which of PARTS updates it (the engine gates the decoders' states)
+from denoise.graph import StateSpec
 
 
 def stream_gru(

@@ -21,9 +21,9 @@ django_http = get_asgi_application()  # sets up Django before the imports below 
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from fc25_denoise.origins import OriginValidator  # noqa: E402
 from fc25_denoise.services import Services, ServicesMiddleware  # noqa: E402
 from fc25_denoise.shutdown import GracefulShutdown  # noqa: E402
 from streams.routing import websocket_urlpatterns  # noqa: E402
@@ -35,7 +35,7 @@ def build_application(services: Services) -> Any:
     router = ProtocolTypeRouter(
         {
             "http": django_http,
-            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            "websocket": OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         }
     )
     return ServicesMiddleware(router, services)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -58,6 +61,7 @@ INSTALLED_APPS = [
     "servestatic.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "users",
     "streams",
     "frontend",
@@ -65,6 +69,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Every middleware is async-capable, so a request never waits for a thread of asgiref's
     # sync bridge (which shutdown would then wait on): servestatic, not the sync-only WhiteNoise.
     "servestatic.middleware.ServeStaticMiddleware",
@@ -75,6 +81,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: it answers the sign-in views' refusals (users/throttling.py).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "fc25_denoise.urls"
@@ -143,6 +151,20 @@ STORAGES = {
 }
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 
+# The pages load nothing from elsewhere and run no inline script (keep it so): a strict CSP.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "img-src": [SELF, "data:"],  # the favicon is an inline SVG (templates/base.html)
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# Only this site's own pages may ask for the microphone (never an embedding page).
+PERMISSIONS_POLICY = {"microphone": ["self"]}
+
 # JSON API (fc25_denoise/api.py): a CSRF refusal under /api/ is JSON too.
 CSRF_FAILURE_VIEW = "fc25_denoise.api.csrf_failure"
 # Bodies above 64 KB are refused with 413 (fc25_denoise.api; before reading, fc25_denoise.asgi).
@@ -196,9 +218,17 @@ if TURN_TTL_S < 60:
 # Media / streaming settings (used by streams/).
 RECORD_RAW = env_bool("RECORD_RAW", default=True)
 MAX_LISTENERS_PER_STREAM = env_int("MAX_LISTENERS_PER_STREAM", 100)
+# Presence sockets one user may hold open at once, over all processes (tabs, devices); the next
+# one is closed with 4429 (streams/presence/consumers.py).
+MAX_PRESENCE_SOCKETS = env_int("MAX_PRESENCE_SOCKETS", 20)
 
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Behind the nginx template (its systemd unit sets BEHIND_PROXY=1) the proxy says the client's
+# scheme and address; serving clients directly (the Daphne-TLS unit), nothing in a request may.
+BEHIND_PROXY = env_bool("BEHIND_PROXY", default=False)
+if BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # --- deploy: production mode (DEBUG=0, see docs/deploy.md) ---
+SILENCED_SYSTEM_CHECKS: list[str] = []
 SESSION_COOKIE_HTTPONLY = True
 # The pages' JavaScript reads the CSRF cookie (static/js/api.js), so it cannot be HTTP-only.
 CSRF_COOKIE_HTTPONLY = False
@@ -209,8 +239,15 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
-    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=True)
+    # Opt-in (docs/deploy.md): on a LAN name or a shared parent domain they would bind every
+    # sibling host to HTTPS, and preload is hard to undo.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=False)
+    # check --deploy warns about each while it is off; off is the deliberate default here.
+    SILENCED_SYSTEM_CHECKS += [
+        *([] if SECURE_HSTS_INCLUDE_SUBDOMAINS else ["security.W005"]),
+        *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
+    ]
     SECURE_CONTENT_TYPE_NOSNIFF = True
     if not ALLOWED_HOSTS:
         raise ImproperlyConfigured(
@@ -232,7 +269,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    # axes: its start-up banner and each failed sign-in are INFO; a lockout is a WARNING.
+    "loggers": {"django.channels.server": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 # --- users (accounts & friends API) ---
@@ -245,6 +283,44 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("TEST", {}).setdefault(
         "NAME", str(Path(tempfile.gettempdir()) / f"realtime-denoise-test-{os.getpid()}.sqlite3")
     )
+
+# Throttling of sign-in and sign-up (users/throttling.py, docs/deploy.md "Throttling"), counted
+# in the default cache: Redis with REDIS_URL (shared by every process), else this process's memory.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache"
+        if REDIS_URL
+        else "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": os.environ.get("CACHE_PREFIX", "rd-cache"),
+    }
+}
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_LOCKOUT_PARAMETERS = ["username"]  # per account; per address is django-ratelimit's job below
+AXES_USERNAME_CALLABLE = "users.throttling.username_of"
+LOGIN_FAILURES_PER_ACCOUNT = env_int("LOGIN_FAILURES_PER_ACCOUNT", 5)  # answered; the next is refused
+AXES_FAILURE_LIMIT = "users.throttling.failure_limit"
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "users.throttling.locked_out"
+
+
+def env_rate(name: str, default: str) -> str:
+    """A django-ratelimit rate: COUNT/PERIOD with PERIOD like s, m, h, d or 15m."""
+    raw = os.environ.get(name, "") or default
+    if not re.fullmatch(r"[1-9][0-9]*/[1-9]?[0-9]*[smhd]", raw):
+        raise ImproperlyConfigured(f"{name} must be like 30/15m (attempts per period), got {raw!r}")
+    return raw
+
+
+LOGIN_RATE_PER_IP = env_rate("LOGIN_RATE_PER_IP", "30/15m")
+SIGNUP_RATE_PER_IP = env_rate("SIGNUP_RATE_PER_IP", "10/h")
+SIGNUP_RATE_PER_NAME = env_rate("SIGNUP_RATE_PER_NAME", "5/15m")
+# axes warns that it does not count per address; django-ratelimit does (the *_RATE_PER_IP above).
+SILENCED_SYSTEM_CHECKS += ["axes.W006"]
+if not REDIS_URL:  # one process without Redis: its own memory is the whole truth
+    SILENCED_SYSTEM_CHECKS += ["axes.W001"]
 # --- end users ---
 
 

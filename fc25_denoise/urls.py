@@ -7,8 +7,11 @@ from fc25_denoise.api import not_found as api_not_found
 from fc25_denoise.health import healthz
 from fc25_denoise.ice import ice_servers_view
 from streams.live.views import metrics
+from users import throttling
 
 urlpatterns = [
+    # The admin's sign-in has the same per-address limit as the site's (users/throttling.py).
+    path("admin/login/", throttling.sign_in(admin.site.login)),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),

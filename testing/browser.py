@@ -146,26 +146,21 @@ async (seconds) => {
   const stream = document.getElementById("live-audio").srcObject;
   if (!stream) throw new Error("no stream on the audio element");
   const ctx = new AudioContext({ sampleRate: 48000 });
-  const code = `class Env extends AudioWorkletProcessor {
-    constructor() { super(); this.acc = 0; this.n = 0; }
-    process(inputs) {
-      const ch = inputs[0] && inputs[0][0];
-      const len = ch ? ch.length : 128;
-      for (let i = 0; i < len; i++) {
-        const v = ch ? ch[i] : 0;
-        this.acc += v * v;
-        if (++this.n === 960) { this.port.postMessage(Math.sqrt(this.acc / 960)); this.acc = 0; this.n = 0; }
-      }
-      return true;
+  // A ScriptProcessor, not an AudioWorklet: a worklet's module would be a blob: script, which the
+  // pages' Content-Security-Policy (default-src 'self') rightly refuses.
+  const node = ctx.createScriptProcessor(1024, 1, 1);
+  const rms = [];
+  let acc = 0;
+  let n = 0;
+  node.onaudioprocess = (e) => {
+    const ch = e.inputBuffer.getChannelData(0);
+    for (let i = 0; i < ch.length; i++) {
+      acc += ch[i] * ch[i];
+      if (++n === 960) { rms.push(Math.sqrt(acc / 960)); acc = 0; n = 0; }
     }
-  }
-  registerProcessor("env", Env);`;
-  await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([code], { type: "text/javascript" })));
-  const node = new AudioWorkletNode(ctx, "env");
+  };
   const mute = ctx.createGain();
   mute.gain.value = 0;
-  const rms = [];
-  node.port.onmessage = (e) => rms.push(e.data);
   ctx.createMediaStreamSource(stream).connect(node).connect(mute).connect(ctx.destination);
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   await ctx.close();

@@ -117,13 +117,14 @@ class Production:
     servers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
 
-    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        """A child process on this install, its output in FOLDER/NAME.log; stopped by stop_all."""
+    def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """A child process on this install (with `env` added to its environment), its output in
+        FOLDER/NAME.log; stopped by stop_all."""
         with (self.folder / f"{name}.log").open("wb") as log:
             server = subprocess.Popen(
                 args,
                 cwd=BASE_DIR,
-                env=self.env,
+                env={**self.env, **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=die_with_parent,
@@ -132,9 +133,12 @@ class Production:
         self.names.append(name)
         return server
 
-    def start_daphne(self, *options: str) -> subprocess.Popen[bytes]:
-        """Daphne as the systemd units run it, with these listening options."""
-        return self.start(f"daphne-{len(self.servers)}", [DAPHNE, *options, "fc25_denoise.asgi:application"])
+    def start_daphne(self, *options: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Daphne as the systemd units run it, with these listening options (behind nginx, the
+        unit's BEHIND_PROXY=1 goes in `env`)."""
+        return self.start(
+            f"daphne-{len(self.servers)}", [DAPHNE, *options, "fc25_denoise.asgi:application"], env
+        )
 
     def log_of(self, server: subprocess.Popen[bytes]) -> str:
         name = self.names[self.servers.index(server)]
@@ -211,6 +215,7 @@ def prepare(folder: Path, database: str, redis: str) -> Production:
         "REDIS_URL": redis,
         "STATIC_ROOT": str(folder / "static"),
         "MEDIA_ROOT": str(folder / "media"),
+        "CACHE_PREFIX": f"t-cache-{secrets.token_hex(4)}",  # its own throttling counters
     }
     certs = folder / "certs"
     made = run(["make", "-s", "cert", f"NAME={CERT_NAME}", f"CERT_DIR={certs}"], env)

@@ -21,6 +21,7 @@ Status = FriendRequest.Status
 USERNAME_MAX = User._meta.get_field("username").max_length or 150
 SEARCH_LIMIT = 20
 ID_MAX = 2**63 - 1  # largest primary key a bigint column holds
+ECHO_MAX = 40  # longest name an error message repeats
 
 
 def _pair(a: User | int, b: User | int) -> tuple[int, int]:
@@ -73,7 +74,10 @@ def find_user(username: str) -> User:
             return User.objects.get(username__iexact=username)
         except User.DoesNotExist:
             pass
-    raise NotFound(f"No user named {username[:USERNAME_MAX]!r}.")
+    # Say which name when it is short and plain; never echo a long or odd input back.
+    if len(username) <= ECHO_MAX and username.isprintable() and storable(username):
+        raise NotFound(f"No user named {username!r}.")
+    raise NotFound("No user has that name.")
 
 
 def _befriend(a: User, b: User) -> None:

@@ -23,6 +23,6 @@ def register_view(request: HttpRequest) -> HttpResponse:
         except IntegrityError:  # a concurrent sign-up took the same name after the form's check
             form.add_taken_error()
         else:
-            login(request, user)
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             return redirect("/")
     return render(request, "registration/register.html", {"form": form})

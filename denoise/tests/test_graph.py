@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from denoise import graph
+from denoise import builder, graph
 from denoise.exceptions import EngineError
 
 
@@ -73,7 +73,7 @@ def _cache_file(cache: Path) -> Path:
 
 def test_an_intact_cache_is_used_without_rebuilding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     first = graph.load(cache_dir=tmp_path)
-    monkeypatch.setattr(graph, "build", lambda _: pytest.fail("rebuilt an intact cache"))
+    monkeypatch.setattr(builder, "build", lambda _: pytest.fail("rebuilt an intact cache"))
     assert graph.load(cache_dir=tmp_path).model == first.model
 
 
@@ -90,7 +90,7 @@ def test_a_corrupt_cache_is_rebuilt(tmp_path: Path, damage: str):
         blob.clear()
     path.write_bytes(bytes(blob))
     assert graph.load(cache_dir=tmp_path).model == good
-    assert path.read_bytes()[32:] == good  # and the file is whole again
+    assert graph._read_checked(path) is not None  # and the file is whole again
 
 
 def test_the_cache_is_keyed_by_the_archive(tmp_path: Path):

@@ -48,7 +48,9 @@ class ProxiedSite:
 @pytest.fixture(scope="module")
 def site(production: Production) -> Iterator[ProxiedSite]:
     daphne_port, http_port, https_port = free_port(), free_port(), free_port()
-    daphne = production.start_daphne("--bind", "127.0.0.1", "--port", str(daphne_port), "--proxy-headers")
+    daphne = production.start_daphne(
+        "--bind", "127.0.0.1", "--port", str(daphne_port), "--proxy-headers", env={"BEHIND_PROXY": "1"}
+    )
     daphne_url = f"http://127.0.0.1:{daphne_port}"
     prod_server.wait_healthy(daphne_url, production.cert, daphne)
     main = prod_server.nginx_config(production, f"127.0.0.1:{daphne_port}", http_port, https_port)
@@ -146,3 +148,16 @@ def test_plain_http_is_redirected_to_https(site: ProxiedSite) -> None:
     answer = prod_server.request(site.http_url, "/friend/alice/?x=1")
     assert answer.status == 301
     assert answer.headers["Location"] == "https://localhost/friend/alice/?x=1"
+
+
+def test_proxy_throttles_the_sign_in_pages_per_address(production: Production, site: ProxiedSite) -> None:
+    """Last in this module: afterwards this address is throttled on /accounts/ for a minute."""
+    statuses = [
+        prod_server.request(site.url, "/accounts/login/", cert=production.cert).status for _ in range(45)
+    ]
+    # The burst (20, less what the scenario above used) is answered; then one a minute.
+    assert statuses[:10] == [200] * 10
+    assert statuses[-5:] == [429] * 5
+    admin = prod_server.request(site.url, "/admin/login/", cert=production.cert)
+    assert admin.status == 429  # the admin's sign-in shares the limit
+    assert prod_server.request(site.url, "/healthz", cert=production.cert).status == 200  # others not

@@ -44,3 +44,34 @@ def test_the_template_runs_one_daphne_per_instance_port() -> None:
     assert "--bind ${DAPHNE_BIND}" in text
     assert text.index("Environment=DAPHNE_BIND=127.0.0.1") < text.index("EnvironmentFile=")
     assert "realtime-denoise@.service" in (BASE_DIR / "docs" / "deploy.md").read_text()
+
+
+def _exposure(folder: Path, unit: str) -> float:
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--no-pager", str(folder / unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    overall = [line for line in result.stdout.splitlines() if "Overall exposure level" in line]
+    assert overall, result.stdout + result.stderr
+    return float(overall[0].split(":")[1].split()[0])
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_systemd_rates_the_unit_at_most_3(tmp_path: Path, unit: str) -> None:
+    """docs/deploy.md quotes these figures; 10 is fully exposed, below 3 is "OK"."""
+    instance = "realtime-denoise@8001.service" if unit.endswith("@.service") else unit
+    shutil.copy(DEPLOY / "systemd" / unit, tmp_path / instance)
+    assert _exposure(tmp_path, instance) <= 3.0
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_only_the_units_behind_nginx_trust_forwarded_headers(unit: str) -> None:
+    text = (DEPLOY / "systemd" / unit).read_text()
+    behind_nginx = unit != "realtime-denoise-tls.service"
+    assert ("--proxy-headers \\\n" in text) == behind_nginx
+    assert ("Environment=BEHIND_PROXY=1" in text) == behind_nginx
+    assert ("UnsetEnvironment=BEHIND_PROXY" in text) == (not behind_nginx)
+    assert ("CapabilityBoundingSet=\n" in text) == behind_nginx  # no capability without port 443

@@ -194,3 +194,27 @@ async def test_relay_only_listener_hears_the_denoised_stream_through_turn(
     follows = tracked_correlation(heard, reference)
     assert follows >= 0.75
     assert tracked_correlation(heard, block_shuffled(reference)) < follows - 0.15
+
+
+async def test_coturn_refuses_tcp_relays(coturn: Coturn, turn_client: Callable[..., Any]) -> None:
+    cred = turn_credential(coturn.secret, "7", ttl_s=600)
+    client = await turn_client(cred.username, cred.credential, transport="tcp")
+    allocate = stun.Message(message_method=stun.Method.ALLOCATE, message_class=stun.Class.REQUEST)
+    allocate.attributes["LIFETIME"] = 600
+    allocate.attributes["REQUESTED-TRANSPORT"] = 0x06000000  # TCP (RFC 6062), as aioice packs it
+    with pytest.raises(stun.TransactionFailed) as refused:
+        await client.request_with_retry(allocate)
+    assert refused.value.response.attributes["ERROR-CODE"][0] in (403, 442)
+
+
+async def test_one_credential_holds_at_most_the_user_quota(
+    coturn: Coturn, turn_client: Callable[..., Any]
+) -> None:
+    cred = turn_credential(coturn.secret, "7", ttl_s=600)
+    for _ in range(10):  # user-quota in deploy/coturn/turnserver.conf
+        await (await turn_client(cred.username, cred.credential)).connect()
+    with pytest.raises(stun.TransactionFailed) as refused:
+        await (await turn_client(cred.username, cred.credential)).connect()
+    assert refused.value.response.attributes["ERROR-CODE"][0] == 486  # allocation quota reached
+    other = turn_credential(coturn.secret, "8", ttl_s=600)
+    await (await turn_client(other.username, other.credential)).connect()  # others unaffected

@@ -67,7 +67,7 @@ def parse_offer(data: Mapping[str, Any], role: Literal["broadcast", "listen"]) -
     try:
         parsed = SessionDescription.parse(sdp)
     except _SDP_ERRORS as exc:
-        raise BadRequest(f"The SDP could not be parsed ({type(exc).__name__}).") from exc
+        raise BadRequest("The SDP could not be parsed; send the offer an RTCPeerConnection made.") from exc
     audio = [m for m in parsed.media if m.kind == "audio"]
     if not audio:
         raise BadRequest("The SDP offer has no audio section.")
@@ -121,7 +121,11 @@ async def _set_remote(pc: RTCPeerConnection, offer: RTCSessionDescription) -> No
     try:
         await pc.setRemoteDescription(offer)
     except _RTC_ERRORS as exc:
-        raise BadRequest(f"The SDP offer was refused: {exc or type(exc).__name__}.") from exc
+        # aiortc's own words name its internals and quote the SDP: they go to the log only.
+        log.info("SDP offer refused: %s: %s", type(exc).__name__, str(exc)[:200])
+        raise BadRequest(
+            "The SDP offer was refused: none of its audio codecs or settings can be answered."
+        ) from exc
 
 
 async def _answer(pc: RTCPeerConnection) -> RTCSessionDescription:
@@ -131,5 +135,6 @@ async def _answer(pc: RTCPeerConnection) -> RTCSessionDescription:
     except TimeoutError as exc:
         raise Unavailable("Gathering network candidates timed out; try again.") from exc
     except _RTC_ERRORS as exc:
-        raise BadRequest(f"No answer can be made to this offer: {exc or type(exc).__name__}.") from exc
+        log.info("No answer to an SDP offer: %s: %s", type(exc).__name__, str(exc)[:200])
+        raise BadRequest("No answer can be made to this offer.") from exc
     return pc.localDescription

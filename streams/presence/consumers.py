@@ -26,13 +26,15 @@ unknown type, over 4096 bytes) -> {"type": "error", "error": "<sentence>"}; the 
                          stream page and the broadcaster's own presence sockets
   server_restarting      the server shuts down (a restart): {message}; then close 4012
 Close codes: 4401 not logged in, 4403 not (or no longer) a friend of the page's owner,
-4404 no such user, 4011 the presence store or the channel layer is unreachable (reconnect),
-4012 the server restarts (reconnect), 1009 (Daphne's own) a frame over Daphne's 1 MB message
-limit. (Daphne lets an application send only 1000 and 3000-4999: 4011 and 4012 are the
-standard 1011 "internal error" and 1012 "service restart" moved into the private range.)
-The server accepts the handshake and closes at once with the code, so browsers see it (a
-refused handshake shows as 1006). Whatever ends a socket (the client, an error of the
-channel layer, shutdown), its disconnect path runs once, so presence never counts it again.
+4404 no such user (or no such WebSocket path at all), 4429 this user already has
+MAX_PRESENCE_SOCKETS presence sockets open (over all processes), 4011 the presence store or the
+channel layer is unreachable (reconnect), 4012 the server restarts (reconnect), 1009 (Daphne's
+own) a frame over Daphne's 1 MB message limit. (Daphne lets an application send only 1000 and
+3000-4999: 4011 and 4012 are the standard 1011 "internal error" and 1012 "service restart" moved
+into the private range.) The server accepts the handshake and closes at once with the code, so
+browsers see it (a refused handshake shows as 1006). Whatever ends a socket (the client, an
+error of the channel layer, shutdown), its disconnect path runs once, so presence never counts
+it again.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from redis.exceptions import RedisError
 
 from fc25_denoise.errors import NotFound
@@ -53,6 +56,7 @@ from users.friendships import are_friends, find_user
 log = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 4096
 CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_SERVER_ERROR = 4401, 4403, 4404, 4011
+CLOSE_TOO_MANY = 4429
 CLOSE_RESTARTING = 4012
 RESTARTING = {"type": "server_restarting", "message": "The server is restarting; reconnecting in a moment."}
 
@@ -169,6 +173,10 @@ class PresenceConsumer(_JsonSocket):
             await self.channel_layer.group_add(user_group(uid), self.channel_name)
             await self.presence.socket_opened(uid)
             self.opened = True
+            # Counted first, then checked: sockets opened at the same moment cannot all slip in.
+            if await self.presence.socket_count(uid) > settings.MAX_PRESENCE_SOCKETS:
+                log.info("User %s has too many presence sockets; closing a new one (4429)", uid)
+                return await self.refuse(CLOSE_TOO_MANY)
             snapshot = await self.presence.snapshot(uid)
         except STORE_ERRORS:
             log.exception("Presence store unreachable; closing user %s's socket", uid)
@@ -265,3 +273,12 @@ class StreamConsumer(_JsonSocket):
     async def stream_viewer_removed(self, message: dict[str, Any]) -> None:
         if message["viewer_id"] == self.user_id:
             await self.close(CLOSE_FORBIDDEN)
+
+
+class UnknownPath(AsyncWebsocketConsumer):
+    """Any other WebSocket path: closed with 4404 (a refused handshake would show as 1006)."""
+
+    async def connect(self) -> None:
+        log.info("WebSocket to unknown path %r closed (4404)", self.scope.get("path", "")[:100])
+        await self.accept()
+        await self.close(CLOSE_NOT_FOUND)

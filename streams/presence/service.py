@@ -232,6 +232,10 @@ class Presence:
         if seq:
             await self._announce(user_id, True, seq)
 
+    async def socket_count(self, user_id: int) -> int:
+        """The user's open presence sockets over all processes."""
+        return await self.store.count(user_id)
+
     async def socket_closed(self, user_id: int) -> None:
         """Uncount a socket; if the store cannot be told now, the next heartbeat tells it."""
         self._local[user_id] -= 1

@@ -159,7 +159,7 @@ def _int_param(request: HttpRequest, name: str, default: int, low: int, high: in
     text = request.GET.get(name, "")
     if not text:
         return default
-    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit() and len(text) <= 12) or not low <= int(text) <= high:
         raise BadRequest(f'"{name}" must be a whole number from {low} to {high}.')
     return int(text)
 
@@ -223,7 +223,8 @@ async def _delete(request: HttpRequest, user: User, key: str) -> HttpResponse:
 
 
 def _recording_id(key: str) -> int:
-    if not (key.isascii() and key.isdigit()):
+    # At most 19 digits: no id is larger (bigint), and int() refuses thousands of digits.
+    if not (key.isascii() and key.isdigit() and len(key) <= 19):
         raise NotFound("No recording with that id.")
     return int(key)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import authenticate
 from django.db import IntegrityError, transaction
+from django.test import RequestFactory
 
 from users.models import FriendRequest, Friendship, User
 from users.tests.conftest import PASSWORD, MakeUser
@@ -58,5 +59,7 @@ def test_username_unique_regardless_of_case(alice: User) -> None:
 def test_login_name_is_case_insensitive(make_user: MakeUser) -> None:
     user = make_user("Alice")
     assert User.objects.get_by_natural_key("aLiCe") == user
-    assert authenticate(username="ALICE", password=PASSWORD) == user
-    assert authenticate(username="ALICE", password="wrong") is None
+    assert (
+        authenticate(RequestFactory().post("/accounts/login/"), username="ALICE", password=PASSWORD) == user
+    )
+    assert authenticate(RequestFactory().post("/accounts/login/"), username="ALICE", password="wrong") is None

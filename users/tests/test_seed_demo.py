@@ -8,7 +8,7 @@ from io import StringIO
 import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
-from django.test import override_settings
+from django.test import RequestFactory, override_settings
 
 from users import friendships
 from users.management.commands.seed_demo import DEMO_PASSWORD
@@ -35,7 +35,10 @@ def test_seed_creates_the_demo_world() -> None:
     assert DEMO_PASSWORD in output
     assert sorted(User.objects.values_list("username", flat=True)) == ["alice", "bob", "carol", "dave"]
     alice, bob, carol, dave = (User.objects.get(username=n) for n in ("alice", "bob", "carol", "dave"))
-    assert authenticate(username="alice", password=DEMO_PASSWORD) == alice
+    assert (
+        authenticate(RequestFactory().post("/accounts/login/"), username="alice", password=DEMO_PASSWORD)
+        == alice
+    )
     assert friendships.friend_ids(alice) == {bob.pk}
     assert friendships.relation(alice, carol) == "request_received"
     assert friendships.relation(dave, alice) == "none"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +53,58 @@ async def test_cross_origin_socket_is_refused(make_harness: MakeHarness, alice: 
     comm = await make_harness().open(alice, path, origin="http://evil.example")
     connected, _ = await comm.connect()
     assert not connected
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://localhost:3000",
+        "https://localhost",
+        "ftp://localhost",
+        "http://localhost.evil.example",
+        "null",
+    ],
+)
+async def test_an_origin_differing_in_scheme_port_or_host_is_refused(
+    make_harness: MakeHarness, alice: User, origin: str
+) -> None:
+    comm = await make_harness().open(alice, origin=origin)
+    connected, _ = await comm.connect()
+    assert not connected
+
+
+@pytest.mark.parametrize("path", ["/ws/x/", "/ws/", "/ws/presence", "/ws/stream/", "/nothing/at/all"])
+@pytest.mark.parametrize("signed_in", [False, True])
+async def test_an_unknown_path_closes_with_4404_and_one_info_line(
+    make_harness: MakeHarness, alice: User, caplog: pytest.LogCaptureFixture, path: str, signed_in: bool
+) -> None:
+    comm = await make_harness().open(alice if signed_in else None, path)
+    with caplog.at_level("INFO"):
+        connected, _ = await comm.connect(timeout=5)
+        assert connected
+        await expect_close(comm, 4404)
+    lines = [
+        r for r in caplog.records if r.levelno >= logging.INFO and r.name.startswith(("streams", "django"))
+    ]
+    assert [(r.levelname, "unknown path" in r.getMessage()) for r in lines] == [("INFO", True)]
+
+
+async def test_a_user_holds_at_most_max_presence_sockets(
+    make_harness: MakeHarness, alice: User, bob: User, settings: Any
+) -> None:
+    settings.MAX_PRESENCE_SOCKETS = 3
+    harness = make_harness()
+    kept = [(await harness.join(alice))[0] for _ in range(3)]
+    extra = await harness.open(alice)
+    connected, _ = await extra.connect(timeout=5)
+    assert connected
+    await expect_close(extra, 4429)
+    await harness.leave(extra)  # the browser's side of the close
+    assert await harness.presence.socket_count(alice.pk) == 3  # the refused one no longer counts
+    await harness.join(bob)  # another user is not affected
+    await harness.leave(kept[0])
+    _, snapshot = await harness.join(alice)  # a freed place can be taken again
+    assert "friends" in snapshot
 
 
 async def test_snapshot_lists_friends_state_and_pending_requests(
