@@ -101,21 +101,21 @@ async def test_presence_store_down_answers_503(make_services: Callable[..., Serv
 
 @pytest.fixture
 def stack(make_stack: Callable[..., AppStack]) -> AppStack:
-    return make_stack(["alice"], [])
+    return make_stack([f"user{i}" for i in range(50)], [])
 
 
 async def test_healthz_stays_true_with_50_sockets_open(stack: AppStack) -> None:
     """Every open socket's consumer waits on the process's channel-layer receive lock; the check
     must not queue behind them (it answered 503 after 3 s whenever one socket was open)."""
-    sockets = [await stack.socket("alice") for _ in range(50)]
+    sockets = [await stack.socket(f"user{i}") for i in range(50)]  # 50 people, one tab each
     for ws in sockets:
         assert (await ws.next())["type"] == "snapshot"
     for _ in range(3):
-        status, body = await stack.api("alice").acall("GET", "/healthz")
+        status, body = await stack.api("user0").acall("GET", "/healthz")
         assert (status, body["checks"]) == (200, HEALTHY)
         assert body["elapsed_ms"] < 1000
     await asyncio.to_thread(stack.redis.kill)  # and it still tells the truth
-    status, body = await stack.api("alice").acall("GET", "/healthz")
+    status, body = await stack.api("user0").acall("GET", "/healthz")
     assert status == 503
     assert body["checks"]["channel_layer"] != "ok"
     assert body["checks"]["presence"] != "ok"
