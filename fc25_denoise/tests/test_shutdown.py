@@ -45,11 +45,8 @@ async def test_sigterm_while_live_is_graceful_and_quick(
     await peers.go_live_over_http(alice, track, client_pcs)
     for ws in (presence, page):
         assert (await ws.next())["is_streaming"] is True
-    pc, offer, capture = await peers.listener(keep=False)
+    pc, capture, _ = await peers.listen_over_http(bob, "alice", keep=False)
     client_pcs.append(pc)
-    status, answer = await bob.acall("POST", "/api/webrtc/listen/alice/", offer)
-    assert status == 200, answer
-    await peers.accept(pc, answer)
     await peers.wait_for(lambda: capture.count >= 50, timeout=20)
 
     statuses: list[int] = []
