@@ -95,6 +95,15 @@ async def pool_frame_cpu(factory: Callable[[], Engine], streams: int, count: int
     return (end.user + end.system - start.user - start.system) * 1000 / (streams * count)
 
 
+def core_share(seconds: float = 2.0) -> float:
+    """The share of one core a busy Python loop gets now: 1.0 on a quiet machine. Other load
+    inflates CPU times a little, but wall-clock deadlines (the capacity search) a lot."""
+    start, start_cpu = time.perf_counter(), time.thread_time()
+    while time.perf_counter() - start < seconds:
+        pass
+    return (time.thread_time() - start_cpu) / (time.perf_counter() - start)
+
+
 def batched_memory(engine: BatchedDeepFilterNet3, frames: list, count: int = 200) -> float:
     """RSS added per open Denoiser on the batched engine, after a few frames each, in KB."""
     warm = Denoiser(engine=engine)
@@ -133,6 +142,7 @@ def markdown(
     build_s: float,
     pool_cpu: dict[int, tuple[float, float]],
     row_kb: float,
+    shares: tuple[float, float],
 ) -> str:
     rows = []
     for streams, (lib, bat) in paced.items():
@@ -156,7 +166,10 @@ def markdown(
 `python -m bench.denoise_engines`. Load average {load_start:.2f} at the start,
 {os.getloadavg()[0]:.2f} at the end, {cpu_count()} CPUs, bench process niceness {os.nice(0)}.
 **The machine was shared with other helpers' work during this run**: absolute figures are
-noisy, real-time ones most; the ratios come from one run with both engines interleaved.
+noisy, real-time ones most; the ratios come from one run with both engines interleaved. A busy
+loop in this process got {shares[0]:.2f} of a core before the run and {shares[1]:.2f} after it
+(1.00 on a quiet machine): when that is well below 1, the real-time capacity search measures the
+machine's other load, and the CPU-bound ceilings below are the engine's figure.
 
 CPU per stream-hop, paced (every 20 ms, two 10 ms hops of each stream; one thread; median):
 
@@ -197,6 +210,7 @@ def main() -> None:
     args = parser.parse_args()
     rounds = 60 if args.quick else 150
     load_start = os.getloadavg()[0]
+    share_start = core_share()
     frames = _FRAMES
     hops = model_hops(frames)
     once = engine_rss()
@@ -222,7 +236,9 @@ def main() -> None:
         "batched": asyncio.run(capacity(frames, Settings(1, seconds, 96), lambda: batched)),
     }
     print({k: v[0] for k, v in caps.items()}, flush=True)
-    body = markdown(paced, caps, mem_kb, once, load_start, build_s, pool_cpu, batched.bank.row_bytes / 1024)
+    shares = (share_start, core_share())
+    row_kb = batched.bank.row_bytes / 1024
+    body = markdown(paced, caps, mem_kb, once, load_start, build_s, pool_cpu, row_kb, shares)
     write_section("denoise-engines", "Denoise engines side by side: libDF vs batched (onnxruntime)", body)
     print(body)
 

@@ -29,7 +29,9 @@ async def run_clients(spec: dict[str, Any]) -> dict[str, Any]:
         samples = peers.read_wav(str(NOISY))
 
         async def go(api: peers.HttpApi) -> None:
-            status, body = await api.acall("POST", "/api/stream/start/", {"denoise": True})
+            status, body = await api.acall(
+                "POST", "/api/stream/start/", {"denoise": spec.get("denoise", True)}
+            )
             assert status == 201, body
             pc, offer = await peers.broadcaster(peers.ArrayTrack(samples, loop=True))
             pcs.append(pc)
@@ -48,11 +50,8 @@ async def run_clients(spec: dict[str, Any]) -> dict[str, Any]:
         _count_only(received)
 
         async def join(api: peers.HttpApi, owner: str) -> None:
-            pc, offer, _ = await peers.listener(keep=False)
+            pc, _, _ = await peers.listen_over_http(api, owner, keep=False)
             pcs.append(pc)
-            status, answer = await api.acall("POST", f"/api/webrtc/listen/{owner}/", offer)
-            assert status == 200, answer
-            await peers.accept(pc, answer)
 
         await asyncio.gather(*(join(api, p["owner"]) for api, p in zip(apis, spec["peers"], strict=True)))
         await _until_told_to_stop()

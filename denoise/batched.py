@@ -5,11 +5,11 @@ The streamable graph (denoise.graph) carries each stream's recurrent state expli
 (denoise.dsp) is numpy over the batch. `process()` runs one hop of each of B streams as one
 network call; `BatchedState.process_hop()` is the same call with B = 1, so the engine also serves
 the plain `Engine` interface. The per-hop logic follows libDF's `DfTract::process` (tract.rs):
-the silence skip, gains on frame t-2, the deep filter over t-4..t, and the attenuation limit.
-libDF's C API sets the stage thresholds on the local SNR to -15/35/35 dB (capi.rs), the bounds
-of the network's SNR output, so both decoders always run: the whole graph runs every hop. For the
-same reason libDF's silence skip never fires through the C API (every hop's gains reset its
-count of quiet hops); digital silence in still gives silence out.
+gains on frame t-2, the deep filter over t-4..t, and the attenuation limit. libDF's C API sets
+the stage thresholds on the local SNR to -15/35/35 dB (capi.rs), the bounds of the network's SNR
+output, so both decoders always run: the whole graph runs every hop. For the same reason libDF's
+silence skip never fires through the C API (every hop's gains reset its count of quiet hops);
+digital silence in still gives silence out.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Views and consumers reach them through `scope["services"]` (see `ServicesMiddleware`);
 tests build their own with `Services.create()` and pass them to `AsyncClient(services=...)`
-or `build_application(services)`.
+or `build_application(services)`. The views call the `router` (streams.cluster.router), which
+runs each call here or on the process that owns the stream.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.cluster.node import ClusterNode
+from streams.cluster.router import StreamRouter
 from streams.live.registry import StreamRegistry
 from streams.presence.service import Presence
 
@@ -19,16 +22,25 @@ from streams.presence.service import Presence
 class Services:
     presence: Presence
     registry: StreamRegistry
+    node: ClusterNode | None = None  # none: this process serves only itself (tests of one part)
+    router: StreamRouter = field(init=False)
     _closing: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.router = StreamRouter(self.registry, self.node)
 
     @classmethod
     def create(cls) -> Services:
         presence = Presence()
-        return cls(presence=presence, registry=StreamRegistry(events=presence))
+        node = ClusterNode.for_process(presence)
+        presence.reap_hooks.append(node.reaped)  # a dead owner's Janus mountpoints go too
+        return cls(presence=presence, registry=StreamRegistry(events=presence, hooks=node), node=node)
 
     async def start(self) -> None:
         await self.presence.start()
         await self.registry.start()
+        if self.node is not None:
+            await self.node.serve(self.router.handle)
 
     async def drain(self) -> None:
         """Graceful shutdown: every socket told the server restarts, then everything closed."""
@@ -42,8 +54,10 @@ class Services:
         await asyncio.shield(self._closing)
 
     async def _aclose(self) -> None:
-        # Streams first: ending them still publishes through presence.
+        # Streams first: ending them still publishes through presence (and undoes their relays).
         await self.registry.aclose()
+        if self.node is not None:
+            await self.node.aclose()
         await self.presence.aclose()
 
 

@@ -75,8 +75,10 @@ async def stream_and_listen(base_url: str, noisy: np.ndarray) -> np.ndarray:
     bob = peers.HttpApi(base_url, await asyncio.to_thread(sign_in, base_url, "bob"))
     started = await call(alice, "POST", "/api/stream/start/", {"denoise": True}, 201)
     print(f"alice is live (session {started['session_id'][:8]}…)")
-    bob_pc, offer, capture = await peers.listener()
-    await peers.accept(bob_pc, await call(bob, "POST", "/api/webrtc/listen/alice/", offer, 200))
+    offer = await call(bob, "POST", "/api/webrtc/listen/alice/", {}, 200)
+    bob_pc, answer, capture = await peers.listener(offer)
+    body = {"listener_id": offer["listener_id"], **answer}
+    await call(bob, "POST", "/api/webrtc/listen/alice/answer/", body, 200)
     track = peers.ArrayTrack(noisy)
     alice_pc, offer = await peers.broadcaster(track)
     body = {"session_id": started["session_id"], **offer}

@@ -38,5 +38,9 @@ urlpatterns: list[URLPattern] = [
     path("stream/status/<str:username>/", stream_views.stream_status, name="stream-status"),
     path("webrtc/offer/", stream_views.webrtc_offer, name="webrtc-offer"),
     path("webrtc/listen/<str:username>/", stream_views.webrtc_listen, name="webrtc-listen"),
+    path(
+        "webrtc/listen/<str:username>/answer/", stream_views.webrtc_listen_answer, name="webrtc-listen-answer"
+    ),
+    path("webrtc/listen/<str:username>/leave/", stream_views.webrtc_listen_leave, name="webrtc-listen-leave"),
     # --- end live path ---
 ]

@@ -21,14 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection
 
 from streams.live.opus import OpusEncoder
 from streams.sfu.janus_config import JanusOptions, janus_values, write_janus_config
 from streams.sfu.rtp import RtpSender
-from testing.peers import Capture
+from testing.peers import Capture, listener
 from testing.processes import die_with_parent, free_port, wait_until
 
 START_TIMEOUT_S = 15.0
@@ -127,36 +126,25 @@ def janus_running(folder: Path, **kwargs: object) -> Iterator[JanusServer]:
 
 # --- clients of a Janus mountpoint (tests and benches) ---
 async def viewer(offer: dict[str, str], *, keep: bool = True) -> tuple[RTCPeerConnection, str, Capture]:
-    """An aiortc peer answering a server's offer (Janus's, or the app's): (pc, answer SDP, capture)."""
-    pc = RTCPeerConnection()
-    capture = Capture(keep=keep)
-    pc.on("track", capture.start)
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
-    await pc.setLocalDescription(await pc.createAnswer())
-    return pc, pc.localDescription.sdp, capture
+    """An aiortc peer answering Janus's offer: (pc, answer SDP, capture)."""
+    pc, answer, capture = await listener(offer, keep=keep)
+    return pc, answer["sdp"], capture
 
 
-def tone_frames(seconds: float, hz: float = 440.0, level: float = 0.25) -> list[av.AudioFrame]:
-    """20 ms mono s16 frames of a sine tone."""
+def tone_frames(seconds: float, hz: float = 440.0, level: float = 0.25) -> list[np.ndarray]:
+    """20 ms blocks (mono float32, 48 kHz) of a sine tone."""
     n = int(seconds * 50)
     t = np.arange(n * 960) / 48_000
-    samples = (np.sin(2 * np.pi * hz * t) * level * 32767).astype(np.int16)
-    frames = []
-    for i in range(n):
-        frame = av.AudioFrame.from_ndarray(
-            samples[i * 960 : (i + 1) * 960].reshape(1, -1), format="s16", layout="mono"
-        )
-        frame.sample_rate = 48_000
-        frames.append(frame)
-    return frames
+    samples = (np.sin(2 * np.pi * hz * t) * level).astype(np.float32)
+    return [samples[i * 960 : (i + 1) * 960] for i in range(n)]
 
 
-async def play_rtp(sender: RtpSender, frames: list[av.AudioFrame]) -> None:
+async def play_rtp(sender: RtpSender, frames: list[np.ndarray]) -> None:
     """Encode `frames` once (Opus) and send them to a mountpoint in real time."""
     encoder = OpusEncoder()
     start = time.monotonic()
     for i, frame in enumerate(frames):
-        for data in encoder.encode(frame.to_ndarray()[0].astype(np.float32) / 32768):
+        for data in encoder.encode(frame):
             sender.send(data)
         await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
 

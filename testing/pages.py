@@ -251,4 +251,4 @@ def friend_listens_scenario(people: MakePerson, daphne_server: LiveServer, tmp_p
     assert control < follows - 0.15
 
     assert alice.errors == []
-    assert bob.errors == []
+    assert bob.errors == [], bob.errors

@@ -22,7 +22,7 @@ from typing import Any
 import av
 import numpy as np
 import soundfile as sf
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
@@ -170,13 +170,16 @@ async def broadcaster(source: MediaStreamTrack | str) -> tuple[RTCPeerConnection
     return pc, offer_json(pc)
 
 
-async def listener(*, keep: bool = True) -> tuple[RTCPeerConnection, dict[str, str], Capture]:
-    """A receive-only peer whose audio goes into the returned Capture."""
-    pc = RTCPeerConnection()
+async def listener(
+    offer: dict[str, Any], *, keep: bool = True, configuration: RTCConfiguration | None = None
+) -> tuple[RTCPeerConnection, dict[str, str], Capture]:
+    """A receive-only peer answering the server's offer (the app's or Janus's): the peer, its
+    answer ({"sdp", "type": "answer"}) and the Capture its audio goes into."""
+    pc = RTCPeerConnection(configuration)
     capture = Capture(keep=keep)
     pc.on("track", capture.start)
-    pc.addTransceiver("audio", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+    await pc.setLocalDescription(await pc.createAnswer())
     return pc, offer_json(pc), capture
 
 
@@ -250,11 +253,17 @@ async def go_live(client: AsyncClient, source: Any, pcs: list[Any], **settings: 
 
 async def listen(client: AsyncClient, username: str, pcs: list[Any]) -> Capture:
     """Connect a listener peer to `username`'s stream; its audio lands in the returned Capture."""
-    pc, offer, capture = await listener()
-    pcs.append(pc)
-    response = await client.post(f"/api/webrtc/listen/{username}/", offer, content_type=JSON)
+    response = await client.post(f"/api/webrtc/listen/{username}/", {}, content_type=JSON)
     assert response.status_code == 200, response.content
-    await accept(pc, response.json())
+    offer = response.json()
+    pc, answer, capture = await listener(offer)
+    pcs.append(pc)
+    response = await client.post(
+        f"/api/webrtc/listen/{username}/answer/",
+        {"listener_id": offer["listener_id"], **answer},
+        content_type=JSON,
+    )
+    assert response.status_code == 200, response.content
     return capture
 
 
@@ -311,3 +320,16 @@ class HttpApi:
         self, method: str, path: str, body: dict[str, Any] | None = None
     ) -> tuple[int, dict[str, Any]]:
         return await asyncio.to_thread(self.call, method, path, body)
+
+
+async def listen_over_http(
+    api: HttpApi, username: str, *, keep: bool = True
+) -> tuple[RTCPeerConnection, Capture, str]:
+    """The page's listen flow against a real server: its offer, our answer. (pc, capture, listener id)"""
+    status, offer = await api.acall("POST", f"/api/webrtc/listen/{username}/", {})
+    assert status == 200, offer
+    pc, answer, capture = await listener(offer, keep=keep)
+    body = {"listener_id": offer["listener_id"], **answer}
+    status, result = await api.acall("POST", f"/api/webrtc/listen/{username}/answer/", body)
+    assert status == 200, result
+    return pc, capture, offer["listener_id"]

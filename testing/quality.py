@@ -34,3 +34,14 @@ def pesq_wb(reference: Signal, degraded: Signal, rate: int) -> float:
 def stoi_score(reference: Signal, degraded: Signal, rate: int) -> float:
     """Short-time objective intelligibility (0-1) of `degraded` against `reference`."""
     return float(stoi(np.asarray(reference, dtype=np.float64), np.asarray(degraded, dtype=np.float64), rate))
+
+
+def heard_pesq(heard: Signal, clean: Signal, rate: int) -> float:
+    """PESQ-WB of what a listener heard against the clean speech, once aligned by cross-correlation
+    (the network and the engine add a delay nobody knows exactly)."""
+    from testing.audio_checks import aligned as aligned_by_lag
+    from testing.audio_checks import lag_of
+
+    lag = lag_of(heard, clean)
+    received, reference = aligned_by_lag(heard, clean, lag)
+    return pesq_wb(reference, received, rate)

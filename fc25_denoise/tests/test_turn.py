@@ -144,14 +144,8 @@ def clip(audio_file: Any, tmp_path: Path) -> Path:
     return path
 
 
-async def relay_only_listener(servers: list[dict[str, Any]]) -> tuple[RTCPeerConnection, peers.Capture]:
-    config = RTCConfiguration(iceServers=ice_servers(servers), iceTransportPolicy=RTCIceTransportPolicy.RELAY)
-    pc = RTCPeerConnection(config)
-    capture = peers.Capture()
-    pc.on("track", capture.start)
-    pc.addTransceiver("audio", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    return pc, capture
+def relay_only(servers: list[dict[str, Any]]) -> RTCConfiguration:
+    return RTCConfiguration(iceServers=ice_servers(servers), iceTransportPolicy=RTCIceTransportPolicy.RELAY)
 
 
 def selected_local_type(pc: RTCPeerConnection) -> str:
@@ -171,16 +165,19 @@ async def test_relay_only_listener_hears_the_denoised_stream_through_turn(
     # The relay is opened with bob's own short-lived credentials, fetched like a page does.
     servers = (await listener.get("/api/ice-servers/")).json()["iceServers"]
     assert servers[-1]["username"].endswith(f":{bob.pk}")
-    pc, capture = await relay_only_listener(servers)
+    response = await listener.post("/api/webrtc/listen/alice/", {}, content_type=peers.JSON)
+    assert response.status_code == 200, response.content
+    offer = response.json()
+    # The server's own peer also got TURN credentials (identity "server") and a relay.
+    assert " typ relay" in offer["sdp"]
+    pc, answer, capture = await peers.listener(offer, configuration=relay_only(servers))
     client_pcs.append(pc)
-    candidates = [line for line in pc.localDescription.sdp.splitlines() if line.startswith("a=candidate")]
+    candidates = [line for line in answer["sdp"].splitlines() if line.startswith("a=candidate")]
     assert candidates
     assert all(" typ relay" in line for line in candidates)
-    response = await listener.post("/api/webrtc/listen/alice/", peers.offer_json(pc), content_type=peers.JSON)
+    body = {"listener_id": offer["listener_id"], **answer}
+    response = await listener.post("/api/webrtc/listen/alice/answer/", body, content_type=peers.JSON)
     assert response.status_code == 200, response.content
-    # The server's own peer also got TURN credentials (identity "server") and a relay.
-    assert " typ relay" in response.json()["sdp"]
-    await peers.accept(pc, response.json())
 
     await peers.wait_for(lambda: len(capture.frames) * 0.02 >= CLIP_S + 0.5, timeout=CLIP_S + 15)
     assert selected_local_type(pc) == "relay"

@@ -39,6 +39,7 @@ export class Listener {
     this.message = message;
     this.state = ListenState.IDLE;
     this.pc = null;
+    this.leave = null; // tells the server this connection is given up
     this.friendLive = false;
     this.rejoinUntil = 0;
     this.retry = { timer: 0, delay: RETRY_MIN_MS };
@@ -78,16 +79,18 @@ export class Listener {
   async connect() {
     clearTimeout(this.retry.timer);
     try {
-      const { pc, stream } = await subscribe(this.username, {
+      const { pc, stream, leave } = await subscribe(this.username, {
         onState: (state) => this.pc === pc && this.connectionChanged(state),
         onLost: () => this.pc === pc && this.lost(0),
       });
       if (this.state === ListenState.IDLE) { // stopped while connecting
         pc.close();
+        leave();
         return;
       }
       this.drop(); // the old connection, if any, only now: it might have healed meanwhile
       this.pc = pc;
+      this.leave = leave;
       // Chromium feeds Web Audio from a remote WebRTC stream only while a media element plays it.
       this.nodes.audio.srcObject = stream;
       this.nodes.audio.volume = Number(this.nodes.volume.value) / 100;
@@ -153,7 +156,9 @@ export class Listener {
   /** Close the connection but keep the intent (state) as it is. */
   drop() {
     if (this.pc) this.pc.close();
+    if (this.leave) this.leave();
     this.pc = null;
+    this.leave = null;
     this.nodes.audio.srcObject = null;
     this.meter.detach();
   }

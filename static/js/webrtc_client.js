@@ -117,19 +117,38 @@ export async function publish(stream, sessionId, hooks) {
   return pc;
 }
 
-/** Receive `username`'s live stream. Resolves to {pc, stream} once audio flows. */
+/**
+ * Receive `username`'s live stream. The server offers (the app's own peer, or Janus when the
+ * site uses it) and the page answers. Resolves to {pc, stream, leave} once audio flows;
+ * `leave()` tells the server the listener is gone (closing `pc` alone also ends it, later).
+ */
 export async function subscribe(username, hooks) {
+  const base = `/api/webrtc/listen/${encodeURIComponent(username)}/`;
   const pc = new RTCPeerConnection({ iceServers: await freshIceServers() });
   const received = new Promise((resolve) => {
     pc.addEventListener("track", (event) => resolve(event.streams[0] || new MediaStream([event.track])));
   });
+  let listenerId = null;
+  const leave = () => {
+    if (listenerId) api(`${base}leave/`, { method: "POST", body: { listener_id: listenerId } }).catch(() => {});
+    listenerId = null;
+  };
   try {
-    pc.addTransceiver("audio", { direction: "recvonly" });
-    await negotiate(pc, `/api/webrtc/listen/${encodeURIComponent(username)}/`, {});
+    const offer = await api(base, { method: "POST", body: {} });
+    listenerId = offer.listener_id;
+    await pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    await gatheringComplete(pc);
+    await api(`${base}answer/`, {
+      method: "POST",
+      body: { listener_id: listenerId, type: "answer", sdp: pc.localDescription.sdp },
+    });
+    await connected(pc);
   } catch (err) {
     pc.close();
+    leave();
     throw err;
   }
   watch(pc, hooks);
-  return { pc, stream: await received };
+  return { pc, stream: await received, leave };
 }

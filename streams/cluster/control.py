@@ -1,5 +1,8 @@
 """Control requests between app processes over the channel layer: one channel per process.
 
+(Also notices: a "control.notice" message, typically sent to a group of channels, runs the
+handler the same way and is answered to nobody.)
+
 A request that reaches a process which does not own the stream (stop, settings, the unload
 beacon) is sent to the owner's channel with a reply channel and an id; the owner runs it and
 sends back the status and body it would have answered itself. The caller waits `within`
@@ -51,6 +54,11 @@ class Reply:
         error = _BY_STATUS.get(self.status, DomainError)(str(self.body.get("error") or "The request failed."))
         error.status_code = self.status
         raise error
+
+
+def owner_group(user_id: int) -> str:
+    """The group of the control channel of whichever process owns the user's live stream."""
+    return f"live-owner.{user_id}"
 
 
 def channel_name(process: str) -> str:
@@ -128,13 +136,17 @@ class ControlBus:
                 future = self._waiting.get(message.get("id", ""))
                 if future is not None and not future.done():
                     future.set_result(Reply(int(message["status"]), dict(message["body"])))
-            elif kind == "control.request":
+            elif kind in ("control.request", "control.notice"):
                 task = detached(self._answer(message), f"control-answer-{message.get('action')}")
                 self._serving.add(task)
                 task.add_done_callback(self._serving.discard)
 
     async def _answer(self, message: dict[str, Any]) -> None:
         reply = await self._run(str(message.get("action")), dict(message.get("args") or {}))
+        if message.get("type") == "control.notice":  # sent to a group: nobody waits for a reply
+            if reply.status >= 400:
+                log.warning("Control notice %s failed: %s", message.get("action"), reply.body.get("error"))
+            return
         with contextlib.suppress(*LAYER_ERRORS):
             await self.layer.send(
                 message["reply_to"],

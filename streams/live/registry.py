@@ -28,6 +28,7 @@ from fc25_denoise.errors import BadRequest, Conflict, Forbidden, NotFound, Unava
 from fc25_denoise.ice import ice_servers_for
 from streams.events import StreamEvents, tell
 from streams.live import state as live_state
+from streams.live.hooks import NoHooks, SessionHooks
 from streams.live.lifecycle import EndReason, SessionState
 from streams.live.metrics import Metrics
 from streams.live.opus import silence_packet
@@ -46,13 +47,22 @@ MODEL_LOAD_WAIT_S = 10.0
 
 class StreamRegistry:
     def __init__(
-        self, events: StreamEvents, *, pool: ProcessorPool | None = None, timing: Timing | None = None
+        self,
+        events: StreamEvents,
+        *,
+        pool: ProcessorPool | None = None,
+        timing: Timing | None = None,
+        hooks: SessionHooks | None = None,
     ):
         self.events = events
+        self.hooks: SessionHooks = hooks or NoHooks()
         self.metrics = Metrics()
         self._pool = pool or ProcessorPool()
         self._encode_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="opus")
-        self._timing = timing or Timing(offline_grace_s=settings.STREAM_OFFLINE_GRACE_S)
+        self._timing = timing or Timing(
+            offline_grace_s=settings.STREAM_OFFLINE_GRACE_S,
+            listener_connect_s=settings.LISTENER_CONNECT_TIMEOUT_S,
+        )
         self._sessions: dict[int, LiveSession] = {}  # by owner, from starting until forgotten
         self._by_id: dict[str, LiveSession] = {}  # live ones, by session id
         self._supervisors: dict[LiveSession, asyncio.Task[None]] = {}  # each one's whole end
@@ -135,7 +145,7 @@ class StreamRegistry:
         session = LiveSession(user_id=user.pk, session_id=uuid.uuid4().hex, shared=self._shared())
         self._sessions[user.pk] = session
         try:
-            resources = await self._open_resources(user, controls)
+            resources = await self._open_resources(user, controls, session)
         except BaseException:
             session.abandon()
             del self._sessions[user.pk]
@@ -144,6 +154,7 @@ class StreamRegistry:
         self._by_id[session.session_id] = session
         self._count_live()
         self._supervisors[session] = self._tasks.spawn(self._supervise(session), "supervise")
+        await self.hooks.live(session)
         await tell(
             self.events.stream_started(
                 user.pk,
@@ -164,13 +175,15 @@ class StreamRegistry:
             ice_servers=lambda: ice_servers(ice_servers_for(None)),
             events=self.events,
             max_listeners=settings.MAX_LISTENERS_PER_STREAM,
+            listeners_per_user=settings.LISTENER_CONNECTIONS_PER_USER,
             timing=self._timing,
             open_pcs=self._open_pcs,
         )
 
-    async def _open_resources(self, user: User, controls: Controls) -> SessionResources:
+    async def _open_resources(self, user: User, controls: Controls, session: LiveSession) -> SessionResources:
         await self._ownership.claim(user.pk)  # Conflict if live on another process
         recording = recorder = processor = None
+        opened = False
         loop = asyncio.get_running_loop()
 
         def recording_stopped(reason: str) -> None:  # from the recorder's writer thread
@@ -179,6 +192,8 @@ class StreamRegistry:
             )
 
         try:
+            await self.hooks.opening(session)  # first: a refusal there leaves no recording behind
+            opened = True
             recording = await database_sync_to_async(recordings.create_recording)(
                 user,
                 denoise=controls.enabled,
@@ -198,6 +213,8 @@ class StreamRegistry:
                 await recorder.aclose()
             if recording is not None:
                 await self._discard(recording.pk)
+            if opened:
+                await self.hooks.ended(session)
             await self._ownership.release(user.pk)
             raise
         return SessionResources(
@@ -241,6 +258,7 @@ class StreamRegistry:
         try:
             stats = await session.close()
         finally:
+            await self.hooks.ended(session)  # its relay and owner record go, whatever happened
             # Durable: written now, or retried until the database takes it; told once written.
             await self._ownership.give_back(session.user_id, session.recording_id, stats)
             if self._sessions.get(session.user_id) is session:
@@ -270,21 +288,6 @@ class StreamRegistry:
 
     async def accept_offer(self, user: User, session_id: object, offer: Offer) -> RTCSessionDescription:
         return await self.broadcast_session(user, session_id).accept_broadcast(offer)
-
-    async def listen_session(self, listener: User, username: str) -> LiveSession:
-        """The live session `listener` may listen to (the API checks it before reading the SDP)."""
-        owner = await database_sync_to_async(live_state.visible_owner)(listener, username, friends_only=True)
-        session = self._live(owner.pk)
-        if session is None:
-            if owner.is_streaming:
-                raise Unavailable(
-                    f"{owner.username}'s stream is served by another server process; reload to retry."
-                )
-            raise NotFound(f"{owner.username} is not live.")
-        return session
-
-    async def listen(self, listener: User, username: str, offer: Offer) -> RTCSessionDescription:
-        return await (await self.listen_session(listener, username)).add_listener(offer)
 
     async def own_session(self, user: User, verb: str = "change") -> LiveSession:
         """The user's live session on this process; NotFound (or Conflict if elsewhere) otherwise."""

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiortc import RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
@@ -29,15 +30,22 @@ from fc25_denoise.errors import Conflict, Unavailable
 from streams.events import EVENT_ERRORS, StreamEvents, tell
 from streams.live.fanout import Hub
 from streams.live.lifecycle import ALLOWED, EndReason, SessionState, TransitionError
+from streams.live.listeners import HubListeners, ListenerLimits, ListenerPeers
 from streams.live.metrics import Metrics
 from streams.live.pipeline import AudioPipeline
 from streams.live.tasks import TaskSet, detached
 from streams.live.tracks import ListenerTrack
-from streams.live.webrtc import Offer, answer_broadcaster, answer_listener, new_peer_connection
+from streams.live.webrtc import Offer, answer_broadcaster, new_peer_connection
 from streams.recordings.recorder import Recorder
 from streams.recordings.wav_file import RecordingStats
 
 log = logging.getLogger(__name__)
+
+
+class Relay(Protocol):
+    """A fan-out outside this process (streams.sfu.relay.JanusRelay): the viewers it counts."""
+
+    viewers: int
 
 
 @dataclass(frozen=True)
@@ -46,8 +54,10 @@ class Timing:
 
     first_media_s: float = 15.0  # no media this long after start
     media_gap_s: float = 10.0  # media stopped this long
+    stall_s: float = 2.0  # media missing this long: listeners are told the source stalled
     offline_grace_s: float = 5.0  # broadcaster's presence gone this long (after being seen)
     watchdog_s: float = 1.0
+    listener_connect_s: float = 10.0  # a listener's connection not up this long after its offer
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class SessionShared:
     ice_servers: Callable[[], list[RTCIceServer]]  # per connection: TURN credentials expire
     events: StreamEvents
     max_listeners: int
+    listeners_per_user: int
     timing: Timing
     open_pcs: set[RTCPeerConnection] = field(default_factory=set)  # the registry's, until closed
 
@@ -86,10 +97,17 @@ class LiveSession:
         self._handed_off: Callable[[float], None] | None = None
         self.hub = Hub(on_drop=shared.metrics.listener_packets_dropped.inc)
         self.broadcaster: RTCPeerConnection | None = None
-        self.listeners: dict[RTCPeerConnection, ListenerTrack] = {}
+        self.relay: Relay | None = None  # the stream's fan-out through Janus, if any
         self._tasks = TaskSet(
             f"session-{session_id[:8]}", on_failure=lambda _exc: self.request_end(EndReason.INTERNAL_ERROR)
         )
+        peers = ListenerPeers(
+            self._new_pc, self._close_pc, self._new_track, self._listeners_changed, shared.metrics.listeners
+        )
+        limits = ListenerLimits(
+            shared.max_listeners, shared.listeners_per_user, shared.timing.listener_connect_s
+        )
+        self.listeners = HubListeners(self.hub, peers, self._tasks, limits)
         self.ended: asyncio.Future[EndReason] = asyncio.get_running_loop().create_future()
         self._closing: asyncio.Task[RecordingStats] | None = None
         self._live_since = 0.0
@@ -159,7 +177,8 @@ class LiveSession:
 
     @property
     def listener_count(self) -> int:
-        return len(self.listeners)
+        """Connected listeners: this process's own, or Janus's viewers when it relays the stream."""
+        return self.relay.viewers if self.relay is not None else self.listeners.count
 
     def apply_settings(self, *, controls: Controls) -> None:
         """Live controls of the engine (checked by the caller): effective from the next frame."""
@@ -192,63 +211,30 @@ class LiveSession:
         """Start reading and processing the broadcaster's audio track."""
         self.media.start(track)
 
-    async def add_listener(self, offer: Offer) -> RTCSessionDescription:
-        if len(self.listeners) >= self._shared.max_listeners:
-            raise Unavailable(
-                f"This stream already has {self._shared.max_listeners} listeners; try again later."
-            )
-        if self.state is not SessionState.LIVE:
-            raise Unavailable("This stream is ending.")
-        queue = self.hub.subscribe()
-        track = ListenerTrack(
-            queue,
+    def _new_track(self, hub: Hub) -> ListenerTrack:
+        return ListenerTrack(
+            hub.subscribe(),
             self._shared.silence,
             on_packet=self._handed_off,
             on_silence=self._metrics.silence_packets.inc,
         )
-        pc = self._new_pc()
-        self.listeners[pc] = track
-        self._metrics.listeners.inc()
-        pc.on("connectionstatechange", lambda: self._listener_state(pc))
-        try:
-            answer = await answer_listener(pc, offer, track)
-        except BaseException:
-            await self.remove_listener(pc)
-            raise
-        self._listeners_changed()
-        return answer
 
-    async def remove_listener(self, pc: RTCPeerConnection) -> None:
-        track = self.listeners.pop(pc, None)
-        if track is None:
-            return
-        self._metrics.listeners.dec()
-        self.hub.unsubscribe(track.queue)
-        track.stop()
-        await self._close_pc(pc)
-        if self.state is SessionState.LIVE:
-            self._listeners_changed()
-
-    def _listeners_changed(self) -> None:
-        count = len(self.listeners)
+    def _listeners_changed(self, count: int) -> None:
         self._tasks.spawn(tell(self._shared.events.listeners_changed(self.user_id, count)), "listeners")
 
     def _broadcaster_state(self, pc: RTCPeerConnection) -> None:
+        if pc is not self.broadcaster:  # e.g. one refused at its offer, closed again since
+            return
         if pc.connectionState == "failed":
             self.request_end(EndReason.BROADCASTER_FAILED)
         elif pc.connectionState == "closed":
             self.request_end(EndReason.BROADCASTER_CLOSED)
 
-    def _listener_state(self, pc: RTCPeerConnection) -> None:
-        if pc.connectionState in ("failed", "closed") and pc in self.listeners:
-            # Not cancelled by close(): an interrupted pc.close() would leave the pc half open.
-            self._tasks.spawn(self.remove_listener(pc), "remove-listener", cancel=False)
-
     # -- ending by itself -------------------------------------------------------------------------
 
     async def _watchdog(self) -> None:
         timing = self._shared.timing
-        seen_online = False
+        seen_online = stalled = False
         offline_since: float | None = None
         while not self.ended.done():
             await asyncio.sleep(timing.watchdog_s)
@@ -258,6 +244,10 @@ class LiveSession:
                 self.request_end(EndReason.NO_MEDIA)
             elif last_media is not None and now - last_media > timing.media_gap_s:
                 self.request_end(EndReason.MEDIA_STOPPED)
+            if last_media is not None and (now - last_media > timing.stall_s) != stalled:
+                stalled = not stalled  # listeners hear silence meanwhile: tell them why
+                events = self._shared.events
+                self._tasks.spawn(tell(events.source_stalled(self.user_id, stalled)), "stalled")
             online = await self._is_online()
             if online is None:
                 continue
@@ -292,7 +282,7 @@ class LiveSession:
         try:
             await self.media.stop()
             await self._tasks.cancel_all()
-            await asyncio.gather(*(self.remove_listener(pc) for pc in list(self.listeners)))
+            await self.listeners.close_all()
             self.hub.close()
             if self.broadcaster is not None:
                 await self._close_pc(self.broadcaster)

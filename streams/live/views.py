@@ -1,5 +1,10 @@
 """Thin async views of the live path: fc25_denoise.api checks the caller, the access and the body;
-these call the StreamRegistry. The unload beacon's stop carries the CSRF token as a form field."""
+these call the StreamRouter (which runs each call on the process owning the stream). The unload
+beacon's stop carries the CSRF token as a form field.
+
+Listening, the same with or without Janus: POST listen/<username>/ {} gives the server's offer
+and a listener id; POST listen/<username>/answer/ {"listener_id", "type": "answer", "sdp"}
+completes it; POST listen/<username>/leave/ {"listener_id"} ends it early."""
 
 from __future__ import annotations
 
@@ -9,9 +14,9 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 from fc25_denoise.api import endpoint, error, reply
+from streams.cluster.router import StreamRouter
 from streams.live.metrics import CONTENT_TYPE
 from streams.live.registry import StreamRegistry
-from streams.live.webrtc import parse_offer
 from users.models import User
 
 
@@ -19,59 +24,74 @@ def _registry(request: HttpRequest) -> StreamRegistry:
     return request.scope["services"].registry  # type: ignore[attr-defined]
 
 
+def _router(request: HttpRequest) -> StreamRouter:
+    return request.scope["services"].router  # type: ignore[attr-defined]
+
+
 @endpoint("POST", json_body=True)
 async def start_stream(request: HttpRequest, user: User, body: dict[str, Any]) -> HttpResponse:
-    session = await _registry(request).start_stream(
-        user, denoise=body.get("denoise"), atten_lim_db=body.get("atten_lim_db")
-    )
-    return reply({"session_id": session.session_id, "started_at": session.started_at.isoformat()}, status=201)
+    return reply(await _router(request).start_stream(user, body), status=201)
 
 
 @endpoint("POST", json_body=True)
 async def webrtc_offer(request: HttpRequest, user: User, body: dict[str, Any]) -> HttpResponse:
-    # Whose session it is comes before what the SDP says.
-    _registry(request).broadcast_session(user, body.get("session_id"))
-    offer = parse_offer(body, "broadcast")
-    answer = await _registry(request).accept_offer(user, body.get("session_id"), offer)
-    return reply({"sdp": answer.sdp, "type": answer.type})
+    # Whose session it is comes before what the SDP says (the router checks in that order).
+    return reply(await _router(request).broadcast(user, body))
 
 
 async def _may_listen(request: HttpRequest, user: User, username: str) -> None:
-    await _registry(request).listen_session(user, username)
+    await _router(request).listen_target(user, username)
 
 
 @endpoint("POST", json_body=True, access=_may_listen)
 async def webrtc_listen(
     request: HttpRequest, user: User, body: dict[str, Any], username: str
 ) -> HttpResponse:
-    answer = await _registry(request).listen(user, username, parse_offer(body, "listen"))
-    return reply({"sdp": answer.sdp, "type": answer.type})
+    """The server's offer for a new listener: {"listener_id", "type": "offer", "sdp"}."""
+    if "sdp" in body:
+        return error(400, "Send no offer: the server offers, then POST the answer to .../answer/.")
+    return reply(await _router(request).listen(user, username))
+
+
+@endpoint("POST", json_body=True, access=_may_listen)
+async def webrtc_listen_answer(
+    request: HttpRequest, user: User, body: dict[str, Any], username: str
+) -> HttpResponse:
+    """The listener's answer: {"listener_id", "type": "answer", "sdp"}."""
+    return reply(await _router(request).answer(user, username, body))
+
+
+async def _was_friend(request: HttpRequest, user: User, username: str) -> None:
+    await _router(request).leave_target(user, username)
+
+
+@endpoint("POST", json_body=True, access=_was_friend)
+async def webrtc_listen_leave(
+    request: HttpRequest, user: User, body: dict[str, Any], username: str
+) -> HttpResponse:
+    return reply(await _router(request).leave(user, username, body))
 
 
 async def _is_live(request: HttpRequest, user: User) -> None:
-    await _registry(request).own_session(user)
+    await _router(request).own_stream(user)
 
 
 @endpoint("PATCH", json_body=True, access=_is_live)
 async def stream_settings(request: HttpRequest, user: User, body: dict[str, Any]) -> HttpResponse:
     if set(body) - {"denoise", "atten_lim_db"}:
         return error(400, "Only denoise and atten_lim_db can be changed.")
-    session = await _registry(request).update_settings(
-        user, denoise=body.get("denoise"), atten_lim_db=body.get("atten_lim_db")
-    )
-    return reply({"denoise": session.denoise, "atten_lim_db": session.atten_lim_db})
+    return reply(await _router(request).update_settings(user, body))
 
 
 @endpoint("POST")
 async def stop_stream(request: HttpRequest, user: User) -> HttpResponse:
     # No body needed: a beacon sends only the CSRF token as a form field.
-    return reply({"stopped": await _registry(request).stop_stream(user)})
+    return reply(await _router(request).stop_stream(user))
 
 
 @endpoint("GET")
 async def stream_status(request: HttpRequest, user: User, username: str) -> HttpResponse:
-    status = await _registry(request).status(user, username)
-    return reply(status.as_json())
+    return reply(await _router(request).status(user, username))
 
 
 @endpoint("GET", sign_in=False)

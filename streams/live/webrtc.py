@@ -18,7 +18,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import SessionDescription
 from django.core.exceptions import ImproperlyConfigured
 
-from fc25_denoise.errors import BadRequest, Unavailable
+from fc25_denoise.errors import BadRequest, Conflict, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,9 @@ def parse_offer(data: Mapping[str, Any], role: Literal["broadcast", "listen"]) -
 
 
 def new_peer_connection(servers: list[RTCIceServer]) -> RTCPeerConnection:
-    return RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
+    """A server peer connection using exactly `servers`: an explicit empty list, since aiortc
+    falls back to a public STUN server when given none (iceServers=None)."""
+    return RTCPeerConnection(RTCConfiguration(iceServers=list(servers)))
 
 
 async def answer_broadcaster(
@@ -103,18 +105,47 @@ async def answer_broadcaster(
     return await _answer(pc), track
 
 
-async def answer_listener(
-    pc: RTCPeerConnection, offer: Offer, track: MediaStreamTrack
-) -> RTCSessionDescription:
-    """Send `track` on the chosen audio section; never receive (an unread remote track leaks)."""
-    await _set_remote(pc, offer.description)
-    for transceiver in pc.getTransceivers():
-        if transceiver.mid == offer.audio_mid:
-            transceiver.sender.replaceTrack(track)
-            transceiver.direction = "sendonly"
-        else:
-            transceiver.direction = "inactive"
-    return await _answer(pc)
+def parse_answer(data: Mapping[str, Any]) -> str:
+    """A listener's {"sdp", "type": "answer"} to the server's offer, checked like an offer."""
+    sdp, kind = data.get("sdp"), data.get("type")
+    if kind != "answer":
+        raise BadRequest('"type" must be "answer".')
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise BadRequest('"sdp" must be a non-empty string.')
+    if len(sdp) > MAX_SDP_CHARS:
+        raise BadRequest(f"The SDP is longer than {MAX_SDP_CHARS} characters.")
+    try:
+        parsed = SessionDescription.parse(sdp)
+    except _SDP_ERRORS as exc:
+        raise BadRequest(f"The SDP could not be parsed ({type(exc).__name__}).") from exc
+    audio = [m for m in parsed.media if m.kind == "audio" and m.direction in ("recvonly", "sendrecv")]
+    if not audio:
+        raise BadRequest("The SDP answer has no audio section that receives audio.")
+    media = audio[0]  # session-level ICE and DTLS attributes are copied into each section
+    if not (media.ice.usernameFragment and media.ice.password and media.dtls and media.dtls.fingerprints):
+        raise BadRequest("The SDP answer lacks ICE credentials or a DTLS fingerprint.")
+    return sdp
+
+
+async def offer_listener(pc: RTCPeerConnection, track: MediaStreamTrack) -> RTCSessionDescription:
+    """The server's offer to a listener: one audio section sending `track`, nothing received."""
+    pc.addTransceiver(track, direction="sendonly")
+    try:
+        async with asyncio.timeout(GATHER_TIMEOUT_S):
+            await pc.setLocalDescription(await pc.createOffer())
+    except TimeoutError as exc:
+        raise Unavailable("Gathering network candidates timed out; try again.") from exc
+    return pc.localDescription
+
+
+async def accept_answer(pc: RTCPeerConnection, sdp: str) -> None:
+    """The listener's answer to `offer_listener`'s offer (checked by `parse_answer`)."""
+    if pc.signalingState != "have-local-offer":
+        raise Conflict("This listener has already answered.")
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+    except _RTC_ERRORS as exc:
+        raise BadRequest(f"The SDP answer was refused: {exc or type(exc).__name__}.") from exc
 
 
 async def _set_remote(pc: RTCPeerConnection, offer: RTCSessionDescription) -> None:

@@ -108,7 +108,7 @@ async def test_friend_hears_the_denoised_stream(
 async def _switch_denoise(client: Any, session: LiveSession, enabled: bool) -> int:
     """Switch denoising; returns the index, in the listener's packets, of the first packet made
     with the new setting (the queued ones and a frame in flight were made before)."""
-    (track,) = session.listeners.values()
+    (track,) = session.listeners.tracks()
     marks: list[int] = []
     apply = session.apply_settings
 
@@ -147,7 +147,7 @@ async def test_denoise_switch_takes_effect_within_100ms(
     await peers.wait_for(lambda: len(capture.frames) >= off + 60, timeout=10)
     on = await _switch_denoise(broadcaster, session, True)
     await peers.wait_for(lambda: len(capture.frames) >= on + 20, timeout=10)
-    (track,) = session.listeners.values()
+    (track,) = session.listeners.tracks()
     await peers.stop(broadcaster)
     # Packet i of the server's track is frame i at the listener: none lost, none added (aiortc's
     # jitter buffer keeps the last few).
@@ -185,7 +185,7 @@ async def test_a_stuck_listener_does_not_hold_back_the_others(
     await peers.listen(await peers.signed_in(live, carol), "alice", client_pcs)
     session = session_of(live, alice)
     await peers.wait_for(lambda: session.media.frames_out >= 25 and good.frames, timeout=15)
-    good_track, stuck_track = session.listeners.values()
+    good_track, stuck_track = session.listeners.tracks()
 
     never = asyncio.Event()
 

@@ -12,12 +12,14 @@ from channels.db import database_sync_to_async
 from pytest_django.fixtures import Settings
 
 from fc25_denoise.errors import Conflict, Forbidden, NotFound, Unavailable
+from streams.cluster.router import StreamRouter
 from streams.live.registry import StreamRegistry
 from streams.live.session import LiveSession, Timing
 from streams.live.webrtc import parse_offer
 from streams.models import Recording
 from streams.recordings import service as recordings
 from testing import peers
+from testing.disk import fill, small_disk
 from users.models import User
 
 pytestmark = [pytest.mark.webrtc, pytest.mark.django_db(transaction=True)]
@@ -40,10 +42,12 @@ async def broadcast(registry: StreamRegistry, user: User, source: Any, pcs: list
 
 
 async def add_listener(registry: StreamRegistry, user: User, owner: str, pcs: list[Any]) -> peers.Capture:
-    pc, offer, capture = await peers.listener()
+    """The listen flow of the API (the server offers, the listener answers) on this registry."""
+    router = StreamRouter(registry)
+    offer = await router.listen(user, owner)
+    pc, answer, capture = await peers.listener(offer)
     pcs.append(pc)
-    answer = await registry.listen(user, owner, parse_offer(offer, "listen"))
-    await peers.accept(pc, {"sdp": answer.sdp, "type": answer.type})
+    await router.answer(user, owner, {"listener_id": offer["listener_id"], **answer})
     return capture
 
 
@@ -132,10 +136,8 @@ async def test_a_stream_on_another_process_is_never_a_hang(
     registry = await make_registry()
     await database_sync_to_async(befriend)(alice, bob)
     await User.objects.filter(pk=alice.pk).aupdate(is_streaming=True)
-    pc, offer, _ = await peers.listener()
-    await pc.close()
     with pytest.raises(Unavailable):
-        await registry.listen(bob, "alice", parse_offer(offer, "listen"))
+        await StreamRouter(registry).listen(bob, "alice")
     status = await registry.status(bob, "alice")
     assert status.is_streaming is True
     assert status.listeners is None
@@ -274,3 +276,18 @@ async def test_shutdown_ends_every_stream(
     assert rec.duration_s >= 0.2
     with pytest.raises(Unavailable):
         await registry.start_stream(bob)
+
+
+async def test_a_start_refused_for_a_full_disk_leaves_nothing(
+    make_registry: Any, alice: User, media_root: Path
+) -> None:
+    registry = await make_registry()
+    with small_disk(media_root, 64 * 1024):
+        (media_root / "recordings" / "alice").mkdir(parents=True)  # she has recorded before
+        fill(media_root)
+        with pytest.raises(Unavailable, match="storage"):
+            await registry.start_stream(alice)
+    assert await Recording.objects.filter(owner=alice).acount() == 0  # no finished 0 s row
+    assert not await streaming(alice)
+    assert registry.events.names(alice.pk) == []
+    assert registry.session_for(alice.pk) is None

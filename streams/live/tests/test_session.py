@@ -63,6 +63,7 @@ async def make_session(tmp_path: Path) -> AsyncIterator[Any]:
             ice_servers=ice_servers,
             events=Offline(),  # type: ignore[arg-type]
             max_listeners=2,
+            listeners_per_user=2,
             timing=Timing(**timing),
         )
         session = LiveSession(user_id=1, session_id="s" * 32, shared=shared)
@@ -143,10 +144,8 @@ async def test_close_is_idempotent_and_refuses_new_peers(make_session: Any) -> N
     assert first is second
     assert await session.close() is first
     assert session.ended.result() == "closed"
-    pc, offer, _ = await peers.listener()
-    await pc.close()
     with pytest.raises(Unavailable):
-        await session.add_listener(parse_offer(offer, "listen"))
+        await session.listeners.offer(1)
 
 
 async def test_each_peer_connection_asks_for_fresh_ice_servers(make_session: Any) -> None:
@@ -160,8 +159,9 @@ async def test_each_peer_connection_asks_for_fresh_ice_servers(make_session: Any
     sender, offer = await peers.broadcaster(peers.ArrayTrack(_tone(0.2), loop=True))
     await session.accept_broadcast(parse_offer(offer, "broadcast"))
     assert len(asked) == 1
-    receiver, offer, _ = await peers.listener()
-    await session.add_listener(parse_offer(offer, "listen"))
+    listener_id, offer = await session.listeners.offer(1)
+    receiver, answer, _ = await peers.listener({"sdp": offer, "type": "offer"})
+    await session.listeners.answer(listener_id, 1, answer["sdp"])
     assert len(asked) == 2
     await asyncio.gather(sender.close(), receiver.close())
 

@@ -7,12 +7,15 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 from aiortc import RTCPeerConnection
 from channels.db import database_sync_to_async
 
 from fc25_denoise.services import Services
+from streams.cluster.router import StreamRouter
 from streams.live.session import Timing
+from streams.live.webrtc import parse_offer
 from streams.models import Recording
 from testing import peers
 from users.models import User
@@ -31,13 +34,27 @@ async def _sdp(direction: str, kind: str = "audio") -> str:
     return sdp
 
 
+async def _answer_sdp() -> str:
+    """A listener's answer to a server's offer, as aiortc makes it (never connected)."""
+    server, client = RTCPeerConnection(), RTCPeerConnection()
+    server.addTransceiver("audio", direction="sendonly")
+    await server.setLocalDescription(await server.createOffer())
+    await client.setRemoteDescription(server.localDescription)
+    await client.setLocalDescription(await client.createAnswer())
+    sdp = client.localDescription.sdp
+    await server.close()
+    await client.close()
+    return sdp
+
+
 @pytest.fixture
 async def sdps() -> dict[str, str]:
-    """Real offers made by aiortc (never connected)."""
+    """Real offers and an answer made by aiortc (never connected)."""
     return {
         "send": await _sdp("sendonly"),
         "recv": await _sdp("recvonly"),
         "video": await _sdp("sendonly", "video"),
+        "answer": await _answer_sdp(),
     }
 
 
@@ -70,14 +87,18 @@ async def _state(live: Services) -> tuple[Any, ...]:
 def _cases(sid: str, sdps: dict[str, str]) -> list[tuple[str | None, str, str, Any, int]]:
     send = {"sdp": sdps["send"], "type": "offer"}
     recv = {"sdp": sdps["recv"], "type": "offer"}
+    answer = {"listener_id": "no-such-listener", "sdp": sdps["answer"], "type": "answer"}
     offer = "/api/webrtc/offer/"
     listen = "/api/webrtc/listen/alice/"
+    answered, leave = listen + "answer/", listen + "leave/"
     big = "x" * (65 * 1024)
     return [
         # anonymous: 401 everywhere
         (None, "post", "/api/stream/start/", {}, 401),
         (None, "post", offer, {"session_id": sid, **send}, 401),
-        (None, "post", listen, recv, 401),
+        (None, "post", listen, {}, 401),
+        (None, "post", answered, answer, 401),
+        (None, "post", leave, {"listener_id": "x"}, 401),
         (None, "patch", "/api/stream/settings/", {"denoise": False}, 401),
         (None, "post", "/api/stream/stop/", None, 401),
         (None, "get", "/api/stream/status/alice/", None, 401),
@@ -104,19 +125,27 @@ def _cases(sid: str, sdps: dict[str, str]) -> list[tuple[str | None, str, str, A
         ("alice", "post", offer, send, 400),
         ("bob", "post", offer, {"session_id": sid, **send}, 403),
         ("alice", "post", offer, {"session_id": sid, "sdp": big, "type": "offer"}, 413),
-        # listener offer
-        ("carol", "post", listen, recv, 403),
-        ("alice", "post", listen, recv, 403),  # herself
-        ("bob", "post", "/api/webrtc/listen/nobody/", recv, 404),
-        ("alice", "post", "/api/webrtc/listen/bob/", recv, 404),  # a friend who is not live
-        ("alice", "post", "/api/webrtc/listen/carol/", recv, 403),
-        ("bob", "post", listen, {"sdp": GARBAGE_SDP, "type": "offer"}, 400),
-        ("bob", "post", listen, send, 400),  # receives no audio
-        ("bob", "post", listen, {"sdp": sdps["recv"], "type": "answer"}, 400),
-        ("bob", "post", listen, {"sdp": sdps["video"], "type": "offer"}, 400),
+        # listening: the server offers, the listener answers
+        ("carol", "post", listen, {}, 403),
+        ("alice", "post", listen, {}, 403),  # herself
+        ("bob", "post", "/api/webrtc/listen/nobody/", {}, 404),
+        ("alice", "post", "/api/webrtc/listen/bob/", {}, 404),  # a friend who is not live
+        ("alice", "post", "/api/webrtc/listen/carol/", {}, 403),
+        ("bob", "post", listen, recv, 400),  # the old flow: the browser no longer offers
         ("bob", "post", listen, "null", 400),
         ("bob", "get", listen, None, 405),
-        ("bob", "post", listen, {"sdp": big, "type": "offer"}, 413),
+        ("bob", "post", listen, {"pad": big}, 413),
+        ("carol", "post", answered, answer, 403),
+        ("bob", "post", answered, answer, 404),  # no such listener
+        ("bob", "post", answered, {**answer, "listener_id": 7}, 400),
+        ("bob", "post", answered, {"sdp": sdps["answer"], "type": "answer"}, 400),
+        ("bob", "post", answered, {**answer, "type": "offer"}, 400),
+        ("bob", "post", answered, {**answer, "sdp": GARBAGE_SDP}, 400),
+        ("bob", "post", answered, {**answer, "sdp": sdps["video"]}, 400),
+        ("bob", "post", answered, {**answer, "sdp": big}, 413),
+        ("bob", "get", answered, None, 405),
+        ("carol", "post", leave, {"listener_id": "x"}, 403),
+        ("bob", "post", leave, {}, 400),
         # settings
         ("bob", "patch", "/api/stream/settings/", {"denoise": False}, 404),
         ("alice", "patch", "/api/stream/settings/", {}, 400),
@@ -237,7 +266,7 @@ async def test_metrics_for_loopback_and_staff_only(live: Services, alice: User, 
 async def test_a_stream_started_by_a_request_can_end_by_itself_later(make_registry: Any, alice: User) -> None:
     # The session's tasks outlive the request; they must not carry its (then dead) asgiref executor.
     registry = await make_registry(timing=Timing(first_media_s=0.3, watchdog_s=0.05))
-    client = await peers.signed_in(SimpleNamespace(registry=registry), alice)
+    client = await peers.signed_in(SimpleNamespace(registry=registry, router=StreamRouter(registry)), alice)
     response = await client.post("/api/stream/start/", {}, content_type=peers.JSON)
     assert response.status_code == 201
     await peers.wait_for(lambda: registry.session_for(alice.pk) is None, timeout=10)
@@ -245,3 +274,53 @@ async def test_a_stream_started_by_a_request_can_end_by_itself_later(make_regist
     assert not alice.is_streaming
     assert (await Recording.objects.aget(owner=alice)).finished
     assert registry.events.names(alice.pk) == ["stream_started", "stream_ended"]
+
+
+def _refused(sdp: str) -> str:
+    """`sdp` with its only codec one aiortc cannot send (it parses; the answer is refused)."""
+    out = []
+    for line in sdp.split("\r\n"):
+        if line.startswith(("a=rtpmap", "a=fmtp", "a=rtcp-fb")):
+            continue
+        if line.startswith("m=audio"):
+            line = line.split(" UDP/TLS/RTP/SAVPF ")[0] + " UDP/TLS/RTP/SAVPF 111"
+        out.append(line)
+        if line.startswith("a=mid"):
+            out.append("a=rtpmap:111 foo/8000")
+    return "\r\n".join(out)
+
+
+async def test_a_refused_offer_is_a_400_that_changes_nothing_and_the_next_offer_works(
+    world: dict[str, Any], client_pcs: list
+) -> None:
+    live, alice = world["live"], world["clients"]["alice"]
+    session = next(iter(live.registry.sessions.values()))
+    pc, offer = await peers.broadcaster(peers.ArrayTrack(_tone(10)))
+    client_pcs.append(pc)
+    body = {"session_id": world["session_id"], "type": "offer"}
+    parse_offer({**body, "sdp": _refused(offer["sdp"])}, "broadcast")  # it parses
+    before = await _state(live)
+    refused = await alice.post(
+        "/api/webrtc/offer/", {**body, "sdp": _refused(offer["sdp"])}, content_type=peers.JSON
+    )
+    assert refused.status_code == 400
+    assert "refused" in refused.json()["error"]
+    assert await _state(live) == before
+    answer = await alice.post("/api/webrtc/offer/", {**body, "sdp": offer["sdp"]}, content_type=peers.JSON)
+    assert answer.status_code == 200, answer.content  # the same session takes the next offer
+    await peers.accept(pc, answer.json())
+    await peers.wait_for(lambda: session.media.frames_out >= 10, timeout=10)
+    assert live.registry.sessions == {session.user_id: session}
+    assert session.state == "live"
+
+
+def _tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * peers.RATE)) / peers.RATE
+    return (6000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16)
+
+
+async def test_leaving_a_listener_already_gone_is_no_error(world: dict[str, Any]) -> None:
+    response = await world["clients"]["bob"].post(
+        "/api/webrtc/listen/alice/leave/", {"listener_id": "gone-already"}, content_type=peers.JSON
+    )
+    assert (response.status_code, response.json()) == (200, {"left": False})

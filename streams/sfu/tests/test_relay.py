@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
@@ -80,7 +79,7 @@ async def _broadcast(hub: Hub, seconds: float) -> None:
     encoder = OpusEncoder()
     start = time.monotonic()
     for i, frame in enumerate(janus_helpers.tone_frames(seconds)):
-        for data in encoder.encode(frame.to_ndarray()[0].astype(np.float32) / 32768):
+        for data in encoder.encode(frame):
             hub.publish(EncodedPacket(data, time.monotonic()))
         await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
 
