@@ -126,7 +126,10 @@ class LiveSession:
         self._handed_off = self._metrics.hand_off_observer(resources.processor.delay_s)
         self.media_since = time.monotonic()
         self._tasks.spawn(
-            watch(self, self._shared.timing, lambda: self._shared.events.is_online(self.user_id)), "watchdog"
+            watch(
+                self, self._shared.timing, lambda: self._shared.events.is_online(self.user_id), self._stalled
+            ),
+            "watchdog",
         )
 
     def abandon(self) -> None:
@@ -243,6 +246,11 @@ class LiveSession:
             self._interrupted(EndReason.BROADCASTER_FAILED)
         elif pc.connectionState == "closed":
             self._interrupted(EndReason.BROADCASTER_CLOSED)
+
+    def _stalled(self, stalled: bool) -> None:
+        """The broadcaster's audio stopped coming, or came back: listeners hear silence meanwhile."""
+        events = self._shared.events
+        self._tasks.spawn(tell(events.source_stalled(self.user_id, stalled)), "stalled")
 
     def _media_ended(self, reason: EndReason) -> None:
         if reason is EndReason.BROADCASTER_ENDED:

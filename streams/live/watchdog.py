@@ -6,6 +6,8 @@
   the session ends with the reason the connection went;
 - the owner's presence gone for `offline_grace_s` after having been seen (a presence store
   outage answers nothing, and so ends nothing).
+Media missing for `stall_s` (and back again) is reported through `on_stall`: listeners hear
+silence meanwhile, and are told why.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Timing:
 
     first_media_s: float = 15.0  # no media this long after start
     media_gap_s: float = 10.0  # media stopped this long
+    stall_s: float = 2.0  # media missing this long: listeners are told the source stalled
     offline_grace_s: float = 5.0  # broadcaster's presence gone this long (after being seen)
     watchdog_s: float = 1.0
     listener_connect_s: float = 10.0  # a listener's connection not up this long after its offer
@@ -64,8 +67,13 @@ class Watched(Protocol):
     def request_end(self, reason: EndReason) -> None: ...
 
 
-async def watch(session: Watched, timing: Timing, is_online: Callable[[], Awaitable[bool]]) -> None:
-    seen_online = False
+async def watch(
+    session: Watched,
+    timing: Timing,
+    is_online: Callable[[], Awaitable[bool]],
+    on_stall: Callable[[bool], None],
+) -> None:
+    seen_online = stalled = False
     offline_since: float | None = None
     while not session.ended.done():
         await asyncio.sleep(timing.watchdog_s)
@@ -81,6 +89,10 @@ async def watch(session: Watched, timing: Timing, is_online: Callable[[], Awaita
                     session.request_end(EndReason.NO_MEDIA)
             elif now - last_media > timing.media_gap_s:
                 session.request_end(EndReason.MEDIA_STOPPED)
+        last_media = session.last_media
+        if last_media is not None and (now - last_media > timing.stall_s) != stalled:
+            stalled = not stalled
+            on_stall(stalled)
         online = await _online(session, timing, is_online)
         if online is None:
             continue

@@ -96,6 +96,9 @@ class Offline:
     async def is_online(self, user_id: int) -> bool:
         return False
 
+    async def source_stalled(self, user_id: int, stalled: bool) -> None:
+        return None
+
 
 def _tone(seconds: float) -> np.ndarray:
     t = np.arange(int(seconds * peers.RATE)) / peers.RATE
