@@ -182,7 +182,7 @@ class AudioPipeline:
                 return
             engine_done = time.monotonic()
             stage.labels("engine").observe(engine_done - started)
-            self._recorder.write(clean, raw)
+            self._recorder.write(clean, raw, at=arrival)  # the engine's delay is no gap
             self.frames_out += 1
             if self._draining:  # stopping: only the recording still wants these frames
                 continue

@@ -121,15 +121,17 @@ class Recorder:
     def duration_s(self) -> float:
         return self._frames / self.sample_rate
 
-    def write(self, clean: Samples, raw: Samples | None = None) -> None:
+    def write(self, clean: Samples, raw: Samples | None = None, *, at: float | None = None) -> None:
         """Queue one block (an av.AudioFrame or an array `to_int16` takes); never blocks, and
         converts nothing here: the writer thread does. The blocks become the recorder's: the
-        caller must not change them afterwards. Call from one thread (the event loop); late
-        writes after close() are ignored. The Recorder's constructor does blocking file work:
-        build it off the loop."""
+        caller must not change them afterwards. `at` is when the block's audio came in, on the
+        `wall_clock` (default: now); a caller that writes after a variable delay (the engine's)
+        passes it, so a late burst is not taken for a gap. Call from one thread (the event loop);
+        late writes after close() are ignored. The Recorder's constructor does blocking file
+        work: build it off the loop."""
         if self._closing:
             return
-        now = self._wall_clock()
+        now = self._wall_clock() if at is None else at
         if self._started is None:
             self._started = now
         missing = round((now - self._started) * self.sample_rate) - self._queued

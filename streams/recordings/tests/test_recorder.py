@@ -238,3 +238,17 @@ def test_a_gap_in_the_input_is_recorded_as_silence(tmp_path: Path) -> None:
     np.testing.assert_array_equal(
         data[round(3.2 * 48000) :], np.concatenate([ramp(i) for i in range(10, 21)])
     )
+
+
+def test_blocks_written_late_in_a_burst_with_their_arrival_times_are_no_gap(tmp_path: Path) -> None:
+    """The live path writes after the engine, whose delay varies: a second's backlog written at
+    once is on time by its arrivals, and records no silence."""
+    wall = FakeClock()
+    rec = Recorder(tmp_path / "late.wav", None, wall_clock=wall)
+    wall.now = 1.5  # everything is written now, after a 1.5 s stall of the engine
+    for i in range(50):
+        rec.write(ramp(i), at=i * 0.02)
+    rec.close()
+    assert rec.padded_frames == 0
+    data, _ = sf.read(tmp_path / "late.wav", dtype="int16")
+    np.testing.assert_array_equal(data, np.concatenate([ramp(i) for i in range(50)]))
