@@ -247,7 +247,15 @@ async def test_janus_down_at_go_live_then_killed_mid_stream(
     client_pcs: list[Any],
 ) -> None:
     janus = start_janus(tmp_path / "janus-1")
-    cluster = start_cluster(tmp_path, url_of_test_database(), redis_url, media_root, processes=2, janus=janus)
+    cluster = start_cluster(
+        tmp_path,
+        url_of_test_database(),
+        redis_url,
+        media_root,
+        processes=2,
+        janus=janus,
+        MAX_LISTENERS_PER_STREAM="1",
+    )
     restarted: JanusServer | None = None
     try:
         alice, bob = cluster.api(A, keys["alice"]), cluster.api(B, keys["bob"])
@@ -269,6 +277,8 @@ async def test_janus_down_at_go_live_then_killed_mid_stream(
         await _next_of(page, "stream_state", 10)
         _, heard = await _listen(bob, bob, "alice", client_pcs)
         await peers.wait_for(lambda: len(heard.frames) >= 50, timeout=20)
+        status, full = await bob.acall("POST", "/api/webrtc/listen/alice/", {})  # a second tab
+        assert (status, full["error"]) == (503, "This stream already has 1 listeners; try again later.")
 
         # Janus dies mid-stream: bob's page is told; alice's stream and recording go on.
         restarted.kill()
