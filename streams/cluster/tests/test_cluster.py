@@ -155,7 +155,9 @@ async def test_one_stream_heard_controlled_cut_and_stopped_through_other_process
     in_process = heard_pesq(dave_heard.audio(), clean, peers.RATE)
     print(f"PESQ-WB through Janus {through_janus:.2f}, in-process {in_process:.2f}")
     assert in_process > 2.2  # far cleaner than the input's 1.3
-    assert abs(through_janus - in_process) <= 0.15, (through_janus, in_process)
+    # Janus costs the listener nothing: within 0.15 of the in-process path (or better: on a
+    # loaded machine the in-process hub's loop falls behind first, Janus runs apart from it).
+    assert through_janus >= in_process - 0.15, (through_janus, in_process)
     status, listeners = await alice_a.acall("GET", "/api/stream/status/alice/")
     assert (status, listeners["listeners"]) == (200, 1)  # Janus's count, as the owner reads it
 
