@@ -357,6 +357,10 @@ if REDIS_URL:
 # A live broadcaster whose presence has been seen and then stays offline this long (after
 # presence's own PRESENCE_GRACE_S) loses the stream: the page is gone, the beacon was lost.
 STREAM_OFFLINE_GRACE_S = _env_seconds("STREAM_OFFLINE_GRACE_S", 5.0)
+# Listener connections one user may hold to one stream (a newer one replaces the oldest), and
+# how long a listener's connection may take from its offer to connected before it is closed.
+LISTENER_CONNECTIONS_PER_USER = max(1, env_int("LISTENER_CONNECTIONS_PER_USER", 3))
+LISTENER_CONNECT_TIMEOUT_S = _env_seconds("LISTENER_CONNECT_TIMEOUT_S", 10.0)
 # --- end live path ---
 
 
