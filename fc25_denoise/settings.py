@@ -167,7 +167,8 @@ PERMISSIONS_POLICY = {"microphone": ["self"]}
 
 # JSON API (fc25_denoise/api.py): a CSRF refusal under /api/ is JSON too.
 CSRF_FAILURE_VIEW = "fc25_denoise.api.csrf_failure"
-# Bodies above 64 KB are refused with 413 (fc25_denoise.api; before reading, fc25_denoise.asgi).
+# Bodies above 64 KB are refused with 413: by the API helper (fc25_denoise/api.py) and, when
+# Daphne serves clients itself, by Content-Length before any of it is read (request_guard.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
 
@@ -385,3 +386,9 @@ if JANUS_URL:
     JANUS_RTP_HOST = JANUS_RTP_HOST or _janus.hostname
 LOGGING["loggers"]["httpx"] = {"level": "WARNING"}  # one INFO line per Janus request otherwise
 # --- end scale-out ---
+
+# --- request guard (fc25_denoise/request_guard.py, the Daphne-TLS unit) ---
+# A request's head, then its body, must arrive within these, or the connection gets 408.
+REQUEST_HEAD_TIMEOUT_S = _env_seconds("REQUEST_HEAD_TIMEOUT_S", 10.0)
+REQUEST_BODY_TIMEOUT_S = _env_seconds("REQUEST_BODY_TIMEOUT_S", 30.0)
+# --- end request guard ---
