@@ -29,6 +29,13 @@ from streams.sfu.janus import JanusError
 from users.models import User
 
 
+async def _user(uid: int) -> User:
+    try:
+        return await User.objects.aget(pk=uid)
+    except User.DoesNotExist as exc:  # deleted while the request was on its way
+        raise NotFound("That user no longer exists.") from exc
+
+
 def _listener_id(body: dict[str, Any]) -> str:
     listener_id = body.get("listener_id")
     if not isinstance(listener_id, str) or not 0 < len(listener_id) <= 64:
@@ -205,7 +212,8 @@ class StreamRouter:
         return {"listener_id": listener_id, "type": "offer", "sdp": sdp}
 
     async def _forward(self, owner: Owner, action: str, args: dict[str, Any]) -> dict[str, Any]:
-        assert self.node is not None  # noqa: S101 - an Owner comes only from the node
+        if self.node is None:  # an Owner comes only from the node: never without one
+            raise RuntimeError("forwarding needs this process's cluster node")
         return await self.node.forward(owner, action, args)
 
     # -- requests forwarded to this process (the owner) ---------------------------------------
@@ -226,9 +234,9 @@ class StreamRouter:
                 await listeners.leave(str(args["listener_id"]), user_id)
             return {}
         if action == "status":
-            viewer = await User.objects.aget(pk=int(args["viewer_id"]))
+            viewer = await _user(int(args["viewer_id"]))
             return (await self.registry.status(viewer, str(args["username"]))).as_json()
-        user = await User.objects.aget(pk=int(args["user_id"]))
+        user = await _user(int(args["user_id"]))
         if action == "offer":
             body = {"session_id": args["session_id"], "sdp": args["sdp"], "type": "offer"}
             self.registry.broadcast_session(user, args["session_id"])
