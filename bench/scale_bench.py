@@ -55,6 +55,7 @@ def cluster(folder: Path, database: str, redis_url: str, processes: int, janus: 
             processes=processes,
             janus=server_janus,
             MAX_LISTENERS_PER_STREAM="500",
+            LISTENER_CONNECT_TIMEOUT_S="120",  # 200 joins at once on 2 shared cores take a while
             LOG_LEVEL="WARNING",
         )
         try:

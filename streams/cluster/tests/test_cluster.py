@@ -300,3 +300,29 @@ async def test_janus_down_at_go_live_then_killed_mid_stream(
         for server in (janus, restarted):
             if server is not None:
                 server.stop()
+
+
+async def test_without_janus_the_owner_serves_listeners_whatever_process_they_reach(
+    make_cluster: Callable[..., ScaleCluster], keys: dict[str, str], audio_file: Any, client_pcs: list[Any]
+) -> None:
+    cluster = make_cluster(2, without_janus=2)
+    alice_a, bob_b = cluster.api(A, keys["alice"]), cluster.api(B, keys["bob"])
+    await _go_live(
+        alice_a, alice_a, peers.ArrayTrack(peers.read_wav(audio_file("noisy_snr0")), loop=True), client_pcs
+    )
+    # bob's listen and answer reach B, which forwards both to A: A's own peer serves him.
+    pc, heard = await _listen(bob_b, bob_b, "alice", client_pcs)
+    await peers.wait_for(lambda: len(heard.frames) >= 50, timeout=20)
+    assert cluster.servers[A].metrics()["rd_listeners"] == 1
+    assert cluster.servers[B].metrics()["rd_listeners"] == 0
+    status, stream = await bob_b.acall("GET", "/api/stream/status/alice/")  # forwarded: A's live count
+    assert (status, stream["listeners"]) == (200, 1)
+    status, left = await bob_b.acall("POST", "/api/webrtc/listen/alice/leave/", {"listener_id": "not-bobs"})
+    assert (status, left) == (200, {"left": False})
+
+    # The unfriending reaches A's hub through the owner group: bob is cut within a second.
+    status, _ = await bob_b.acall("DELETE", "/api/friends/alice/")
+    assert status == 204
+    await _within(1.0, lambda: pc.connectionState in ("closed", "failed"), "bob cut off")
+    assert (await alice_a.acall("POST", "/api/stream/stop/"))[0] == 200
+    await heard.stop()
