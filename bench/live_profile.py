@@ -1,0 +1,180 @@
+"""Where a live broadcast's server CPU goes: py-spy samples of the bench's daphne, by stage.
+
+    scripts/netns-run .venv/bin/python -m bench.live_profile [--seconds S] [--compare OTHER_CHECKOUT]
+
+One denoised broadcast with one listener (the live bench's clients) on a real `daphne`; after a
+warm-up, `py-spy record --format raw` (idle samples off, every thread, non-blocking so the
+server is not paused) samples it while /proc measures its CPU. Each sample is charged to the
+stage of its innermost recognised frame (STAGES); the stage's share of the samples times the
+measured CPU is its cost in cores. With `--compare`, OTHER_CHECKOUT's server is profiled in the
+same run, alternating, and the table has both. Writes the "live-profile" section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.live_bench import make_people, prepare_database, wait_live
+from bench.live_clients import finish, start_worker
+
+# (stage, pattern on "function (file:line)"), innermost frame first: the first frame of a
+# stack that matches any pattern decides the stage.
+STAGES: list[tuple[str, str]] = [
+    ("Opus encode", r"streams/live/opus\.py|silence_packet"),
+    ("Opus decode", r"aiortc/codecs/opus\.py.*\(|decoder_worker"),
+    ("engine", r"denoise/|onnxruntime"),
+    ("recorder", r"streams/recordings/"),
+    ("format conversion", r"EntryConverter|Blocks|streams/live/pipeline\.py"),
+    ("listener send", r"rtcrtpsender|streams/live/tracks\.py|_send_rtp|streams/live/fanout\.py"),
+    ("RTP receive + SRTP", r"rtcrtpreceiver|_recv_next|_handle_rtp_data|_handle_rtcp_data|aioice|rtcsctp"),
+    ("event loop + other", r"."),
+]
+ORDER = [name for name, _ in STAGES]
+_RULES = [(name, re.compile(pattern)) for name, pattern in STAGES]
+_LINE = re.compile(r"^(.*) (\d+)$")
+
+
+def classify(raw: str) -> Counter[str]:
+    """Samples per stage from py-spy's raw (collapsed) output."""
+    counts: Counter[str] = Counter()
+    for line in raw.splitlines():
+        match = _LINE.match(line.strip())
+        if not match:
+            continue
+        frames = match.group(1).split(";")
+        for frame in reversed(frames):  # innermost first
+            stage = next((name for name, rule in _RULES if name != ORDER[-1] and rule.search(frame)), None)
+            if stage:
+                counts[stage] += int(match.group(2))
+                break
+        else:
+            counts[ORDER[-1]] += int(match.group(2))
+    return counts
+
+
+def profile(server: Any, seconds: float, out: Path) -> tuple[Counter[str], float]:
+    """Samples by stage and the server's CPU (cores) over `seconds`."""
+    spy = shutil.which("py-spy") or str(Path(os.sys.executable).parent / "py-spy")
+    cpu0, t0 = server.cpu_seconds(), time.monotonic()
+    subprocess.run(
+        [spy, "record", "--pid", str(server.proc.pid), "--duration", str(int(seconds)), "--rate", "200",
+         "--format", "raw", "--nonblocking", "--threads", "--output", str(out)],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    cores = (server.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+    keep = Path(tempfile.gettempdir()) / "live-profile-last"
+    keep.mkdir(exist_ok=True)
+    shutil.copy(out, keep / out.name)  # the raw stacks, for a closer look (flamegraph tools read them)
+    return classify(out.read_text()), cores
+
+
+def table(results: dict[str, tuple[Counter[str], float]]) -> list[str]:
+    names = list(results)
+    lines = [
+        "| stage | " + " | ".join(f"{n}: cores per broadcast" for n in names) + " |",
+        "| --- |" + " --- |" * len(names),
+    ]
+    for stage in ORDER:
+        cells = []
+        for n in names:
+            counts, cores = results[n]
+            cells.append(f"{cores * counts[stage] / max(sum(counts.values()), 1):.3f}")
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    for label, pick in (("non-engine part", lambda s: s != "engine"), ("whole broadcast", lambda s: True)):
+        cells = []
+        for n in names:
+            counts, cores = results[n]
+            share = sum(c for s, c in counts.items() if pick(s)) / max(sum(counts.values()), 1)
+            cells.append(f"**{cores * share:.3f}**")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--compare", type=Path, metavar="CHECKOUT", help="also profile CHECKOUT's server")
+    parser.add_argument("--label", default="before", help="what CHECKOUT is, for the table")
+    args = parser.parse_args()
+
+    from testing.daphne import DaphneServer
+
+    start_load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="live-profile-") as tmp:
+        env = prepare_database(Path(tmp))
+        keys = make_people(broadcasters=1, listeners=1, fans=0)
+        servers = {"after" if args.compare else "this checkout": DaphneServer(env, Path(tmp) / "a.log")}
+        if args.compare:
+            servers = {
+                args.label: DaphneServer(env, Path(tmp) / "b.log", root=args.compare.resolve()),
+                **servers,
+            }
+        totals: dict[str, tuple[Counter[str], list[float]]] = {n: (Counter(), []) for n in servers}
+        try:
+            for server in servers.values():
+                server.start()
+            for r in range(args.rounds):
+                for name in list(servers) if r % 2 == 0 else list(servers)[::-1]:
+                    server = servers[name]
+                    b = start_worker(
+                        {"base_url": server.base_url, "role": "broadcast", "peers": [{"key": keys["b0"]}]}
+                    )
+                    wait_live(server, 1, 0)
+                    lw = start_worker(
+                        {
+                            "base_url": server.base_url,
+                            "role": "listen",
+                            "peers": [{"key": keys["l0"], "owner": "b0"}],
+                        }
+                    )
+                    wait_live(server, 1, 1)
+                    time.sleep(4)  # warm-up
+                    counts, cores = profile(server, args.seconds, Path(tmp) / f"{name}-{r}.txt")
+                    totals[name][0].update(counts)
+                    totals[name][1].append(cores)
+                    print(f"round {r} {name}: {cores:.3f} cores, {dict(counts)}", flush=True)
+                    finish(lw)
+                    finish(b)
+                    wait_live(server, 0, 0)
+        finally:
+            for server in servers.values():
+                server.stop()
+    import numpy as np
+
+    results = {n: (c, float(np.median(v))) for n, (c, v) in totals.items()}
+    body = "\n".join(
+        [
+            f"Load average {start_load:.2f} at the start and {os.getloadavg()[0]:.2f} at the end on "
+            f"{os.cpu_count()} CPUs shared with other jobs; the aiortc clients use the same cores.",
+            f"1 denoised broadcast with 1 listener, {args.rounds} rounds of {args.seconds:g} s per server "
+            "(alternating), py-spy 200 Hz, idle samples off. A stage's cost is its share of the samples "
+            "times the daphne process's measured CPU (median over rounds).",
+            "",
+            *table(results),
+            "",
+            "Stages by the innermost recognised frame: engine = denoise/ and onnxruntime (its batcher "
+            "thread), RTP receive + SRTP = aiortc's receiver, DTLS transport's receive path and ICE; "
+            "listener send = the listener's track, aiortc's sender and its SRTP protect; event loop + "
+            "other = asyncio's own scheduling and everything not named above (metrics, Django).",
+        ]
+    )
+    print(body)
+    from bench.report import write_section
+
+    write_section("live-profile", "Live path: where a broadcast's CPU goes (py-spy)", body)
+
+
+if __name__ == "__main__":
+    main()
