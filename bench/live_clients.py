@@ -3,7 +3,8 @@
     python -m bench.live_clients '<json spec>'   (started by bench.live_bench)
 
 Spec: {"base_url", "role": "broadcast" | "listen", "peers": [{"key", "owner"?}]}. The peers
-stay connected until a line arrives on stdin ("stop"); then one JSON line of results is printed.
+stay connected until a line arrives on stdin ("stop"); then one JSON line of results is printed
+(a broadcaster's include each go-live's time, POST /api/stream/start/ to its 201).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +29,14 @@ async def run_clients(spec: dict[str, Any]) -> dict[str, Any]:
     pcs: list[Any] = []
     if spec["role"] == "broadcast":
         samples = peers.read_wav(str(NOISY))
+        go_live_ms: list[float] = []
 
         async def go(api: peers.HttpApi) -> None:
+            started = time.perf_counter()
             status, body = await api.acall(
                 "POST", "/api/stream/start/", {"denoise": spec.get("denoise", True)}
             )
+            go_live_ms.append(1000 * (time.perf_counter() - started))  # go-live: POST start -> 201
             assert status == 201, body
             pc, offer = await peers.broadcaster(peers.ArrayTrack(samples, loop=True))
             pcs.append(pc)
@@ -44,7 +49,7 @@ async def run_clients(spec: dict[str, Any]) -> dict[str, Any]:
         await asyncio.gather(*(go(api) for api in apis))
         await _until_told_to_stop()
         await asyncio.gather(*(api.acall("POST", "/api/stream/stop/") for api in apis))
-        result: dict[str, Any] = {"streams": len(apis)}
+        result: dict[str, Any] = {"streams": len(apis), "go_live_ms": go_live_ms}
     else:
         received: dict[int, list[float]] = {}  # per DTLS transport: packets, gaps, last arrival (ms)
         _count_only(received)
