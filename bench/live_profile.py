@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -41,43 +42,78 @@ STAGES: list[tuple[str, str]] = [
 ORDER = [name for name, _ in STAGES]
 _RULES = [(name, re.compile(pattern)) for name, pattern in STAGES]
 _LINE = re.compile(r"^(.*) (\d+)$")
+_THREAD = re.compile(r"^thread \((\d+)\)")
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+Shares = dict[str, Counter[str]]  # native thread id -> samples per stage
 
 
-def classify(raw: str) -> Counter[str]:
-    """Samples per stage from py-spy's raw (collapsed) output."""
-    counts: Counter[str] = Counter()
+def classify(raw: str) -> Shares:
+    """Samples per stage, per thread, from py-spy's raw (collapsed, --threads) output."""
+    shares: Shares = {}
     for line in raw.splitlines():
         match = _LINE.match(line.strip())
         if not match:
             continue
         frames = match.group(1).split(";")
+        thread = _THREAD.match(frames[0])
+        counts = shares.setdefault(thread.group(1) if thread else "?", Counter())
+        stage = ORDER[-1]
         for frame in reversed(frames):  # innermost first
-            stage = next((name for name, rule in _RULES if name != ORDER[-1] and rule.search(frame)), None)
-            if stage:
-                counts[stage] += int(match.group(2))
+            found = next((name for name, rule in _RULES[:-1] if rule.search(frame)), None)
+            if found:
+                stage = found
                 break
-        else:
-            counts[ORDER[-1]] += int(match.group(2))
-    return counts
+        counts[stage] += int(match.group(2))
+    return shares
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each of the process's threads, by native thread id."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        out[task.name] = (int(fields[11]) + int(fields[12])) / _TICKS
+    return out
 
 
 def profile(server: Any, seconds: float, out: Path) -> tuple[Counter[str], float]:
-    """Samples by stage and the server's CPU (cores) over `seconds`."""
-    spy = shutil.which("py-spy") or str(Path(os.sys.executable).parent / "py-spy")
-    cpu0, t0 = server.cpu_seconds(), time.monotonic()
+    """Cores per stage and the server's CPU (cores) over `seconds`.
+
+    Sampling says where a thread's time goes, but not its CPU time on a loaded machine (a thread
+    waiting for a core counts as busy), so each thread's CPU comes from /proc and is split by
+    that thread's own samples; a thread with CPU but no samples goes to the last stage."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    pid = server.proc.pid
+    cpu0, threads0, t0 = server.cpu_seconds(), thread_cpu(pid), time.monotonic()
     subprocess.run(
-        [spy, "record", "--pid", str(server.proc.pid), "--duration", str(int(seconds)), "--rate", "200",
+        [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
          "--format", "raw", "--nonblocking", "--threads", "--output", str(out)],
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    cores = (server.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+    threads1, t1 = thread_cpu(pid), time.monotonic()
+    cores = (server.cpu_seconds() - cpu0) / (t1 - t0)
     keep = Path(tempfile.gettempdir()) / "live-profile-last"
     keep.mkdir(exist_ok=True)
     shutil.copy(out, keep / out.name)  # the raw stacks, for a closer look (flamegraph tools read them)
-    return classify(out.read_text()), cores
+    shares = classify(out.read_text())
+    stages: Counter[str] = Counter()
+    for tid, used in threads1.items():
+        thread_cores = (used - threads0.get(tid, 0.0)) / (t1 - t0)
+        counts = shares.get(tid)
+        if not counts:
+            stages[ORDER[-1]] += thread_cores
+            continue
+        total = sum(counts.values())
+        for stage, n in counts.items():
+            stages[stage] += thread_cores * n / total
+    return stages, cores
 
 
-def table(results: dict[str, tuple[Counter[str], float]]) -> list[str]:
+def table(results: dict[str, dict[str, float]]) -> list[str]:
     names = list(results)
     lines = [
         "| stage | " + " | ".join(f"{n}: cores per broadcast" for n in names) + " |",
@@ -86,15 +122,12 @@ def table(results: dict[str, tuple[Counter[str], float]]) -> list[str]:
     for stage in ORDER:
         cells = []
         for n in names:
-            counts, cores = results[n]
-            cells.append(f"{cores * counts[stage] / max(sum(counts.values()), 1):.3f}")
+            cells.append(f"{results[n][stage]:.3f}")
         lines.append(f"| {stage} | " + " | ".join(cells) + " |")
     for label, pick in (("non-engine part", lambda s: s != "engine"), ("whole broadcast", lambda s: True)):
         cells = []
         for n in names:
-            counts, cores = results[n]
-            share = sum(c for s, c in counts.items() if pick(s)) / max(sum(counts.values()), 1)
-            cells.append(f"**{cores * share:.3f}**")
+            cells.append(f"**{sum(c for s, c in results[n].items() if pick(s)):.3f}**")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -122,7 +155,7 @@ def main() -> None:
                 args.label: DaphneServer(env, Path(tmp) / "b.log", root=args.compare.resolve()),
                 **servers,
             }
-        totals: dict[str, tuple[Counter[str], list[float]]] = {n: (Counter(), []) for n in servers}
+        totals: dict[str, list[tuple[Counter[str], float]]] = {n: [] for n in servers}
         go_live: dict[str, list[float]] = {n: [] for n in servers}
         try:
             for server in servers.values():
@@ -143,10 +176,9 @@ def main() -> None:
                     )
                     wait_live(server, 1, 1)
                     time.sleep(4)  # warm-up
-                    counts, cores = profile(server, args.seconds, Path(tmp) / f"{name}-{r}.txt")
-                    totals[name][0].update(counts)
-                    totals[name][1].append(cores)
-                    print(f"round {r} {name}: {cores:.3f} cores, {dict(counts)}", flush=True)
+                    stages, cores = profile(server, args.seconds, Path(tmp) / f"{name}-{r}.txt")
+                    totals[name].append((stages, cores))
+                    print(f"round {r} {name}: {cores:.3f} cores, {dict(stages)}", flush=True)
                     finish(lw)
                     go_live[name] += finish(b)["go_live_ms"]
                     wait_live(server, 0, 0)
@@ -162,14 +194,21 @@ def main() -> None:
                 server.stop()
     import numpy as np
 
-    results = {n: (c, float(np.median(v))) for n, (c, v) in totals.items()}
+    results = {
+        n: {stage: float(np.median([st[stage] for st, _ in rounds])) for stage in ORDER}
+        for n, rounds in totals.items()
+    }
+    measured = {n: float(np.median([c for _, c in rounds])) for n, rounds in totals.items()}
     body = "\n".join(
         [
             f"Load average {start_load:.2f} at the start and {os.getloadavg()[0]:.2f} at the end on "
             f"{os.cpu_count()} CPUs shared with other jobs; the aiortc clients use the same cores.",
             f"1 denoised broadcast with 1 listener, {args.rounds} rounds of {args.seconds:g} s per server "
-            "(alternating), py-spy 200 Hz, idle samples off. A stage's cost is its share of the samples "
-            "times the daphne process's measured CPU (median over rounds).",
+            "(alternating), py-spy 200 Hz, idle samples off. Each thread's CPU (user + system, /proc) is "
+            "split by that thread's own samples; a stage's figure is the median over rounds. Whole "
+            "process CPU measured meanwhile: "
+            + ", ".join(f"{n} {c:.3f} cores" for n, c in measured.items())
+            + ".",
             "",
             *table(results),
             "",
