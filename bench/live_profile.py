@@ -35,11 +35,13 @@ STAGES: list[tuple[str, str]] = [
     ("engine", r"denoise/|onnxruntime"),
     ("recorder", r"streams/recordings/"),
     ("format conversion", r"EntryConverter|Blocks|streams/live/pipeline\.py"),
-    ("listener send", r"rtcrtpsender|streams/live/tracks\.py|_send_rtp|streams/live/fanout\.py"),
+    # aiortc's UDP send (a listener's packets, mostly; RTCP reports are a few a second)
+    ("listener send", r"^(sendto|send_data|send) \(.*aioice|rtcrtpsender|streams/live/tracks\.py|_send_rtp"),
+    ("listener send", r"streams/live/fanout\.py"),
     ("RTP receive + SRTP", r"rtcrtpreceiver|_recv_next|_handle_rtp_data|_handle_rtcp_data|aioice|rtcsctp"),
     ("event loop + other", r"."),
 ]
-ORDER = [name for name, _ in STAGES]
+ORDER = list(dict.fromkeys(name for name, _ in STAGES))
 _RULES = [(name, re.compile(pattern)) for name, pattern in STAGES]
 _LINE = re.compile(r"^(.*) (\d+)$")
 _THREAD = re.compile(r"^thread \((\d+)\)")
@@ -60,7 +62,7 @@ def classify(raw: str) -> Shares:
         counts = shares.setdefault(thread.group(1) if thread else "?", Counter())
         stage = ORDER[-1]
         for frame in reversed(frames):  # innermost first
-            found = next((name for name, rule in _RULES[:-1] if rule.search(frame)), None)
+            found = next((name for name, rule in _RULES if name != ORDER[-1] and rule.search(frame)), None)
             if found:
                 stage = found
                 break
