@@ -197,7 +197,7 @@ class AudioProcessor:
     async def process(self, frame: av.AudioFrame) -> av.AudioFrame:
         """Denoise one frame on the pool; frames of this stream are handled in call order."""
         async with self._turn:
-            denoiser = await asyncio.wrap_future(self._denoiser)
+            denoiser = await self._loaded()
             if self._closed:  # checked after the await: close() may have run meanwhile
                 raise StreamClosedError("this AudioProcessor is closed")
             controls = self.controls
@@ -209,7 +209,7 @@ class AudioProcessor:
         """Denoise one block of mono float32 samples at the engine's rate (a `MonoBlock` with
         the current controls): what a live stream converted once at its entry."""
         async with self._turn:
-            denoiser = await asyncio.wrap_future(self._denoiser)
+            denoiser = await self._loaded()
             if self._closed:
                 raise StreamClosedError("this AudioProcessor is closed")
             block = MonoBlock(samples, self.controls)
@@ -220,11 +220,18 @@ class AudioProcessor:
         order: what the live path's Opus encode costs without a thread hop of its own (a wake-up
         of another thread and of the loop per frame). `then` must not block."""
         async with self._turn:
-            denoiser = await asyncio.wrap_future(self._denoiser)
+            denoiser = await self._loaded()
             if self._closed:
                 raise StreamClosedError("this AudioProcessor is closed")
             block = MonoBlock(samples, self.controls)
             return await self._lane.process(denoiser, block, then)  # type: ignore[no-any-return]
+
+    async def _loaded(self) -> Denoiser:
+        """The stream's Denoiser, waiting for its load only while it runs: wrapping a finished
+        concurrent future still costs a loop wake-up (call_soon_threadsafe) every frame."""
+        if self._denoiser.done():
+            return self._denoiser.result()  # raises the load's error, as awaiting it would
+        return await asyncio.wrap_future(self._denoiser)
 
     @property
     def sample_rate(self) -> int:
