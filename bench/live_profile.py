@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.live_bench import make_people, prepare_database, wait_live
+from bench.live_bench import latency_p, make_people, prepare_database, snapshot, wait_live
 from bench.live_clients import finish, start_worker
 
 # (stage, pattern on "function (file:line)"), innermost frame first: the first frame of a
@@ -82,7 +82,7 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return out
 
 
-def profile(server: Any, seconds: float, out: Path) -> tuple[Counter[str], float]:
+def profile(server: Any, seconds: float, out: Path) -> tuple[Counter[str], float, float]:
     """Cores per stage and the server's CPU (cores) over `seconds`.
 
     Sampling says where a thread's time goes, but not its CPU time on a loaded machine (a thread
@@ -90,6 +90,7 @@ def profile(server: Any, seconds: float, out: Path) -> tuple[Counter[str], float
     that thread's own samples; a thread with CPU but no samples goes to the last stage."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     pid = server.proc.pid
+    before = snapshot(server)
     cpu0, threads0, t0 = server.cpu_seconds(), thread_cpu(pid), time.monotonic()
     subprocess.run(
         [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
@@ -98,6 +99,7 @@ def profile(server: Any, seconds: float, out: Path) -> tuple[Counter[str], float
     )  # fmt: skip
     threads1, t1 = thread_cpu(pid), time.monotonic()
     cores = (server.cpu_seconds() - cpu0) / (t1 - t0)
+    p95_ms = 1000 * latency_p(before, snapshot(server), 0.95)
     keep = Path(tempfile.gettempdir()) / "live-profile-last"
     keep.mkdir(exist_ok=True)
     shutil.copy(out, keep / out.name)  # the raw stacks, for a closer look (flamegraph tools read them)
@@ -112,7 +114,7 @@ def profile(server: Any, seconds: float, out: Path) -> tuple[Counter[str], float
         total = sum(counts.values())
         for stage, n in counts.items():
             stages[stage] += thread_cores * n / total
-    return stages, cores
+    return stages, cores, p95_ms
 
 
 def table(results: dict[str, dict[str, float]]) -> list[str]:
@@ -158,6 +160,7 @@ def main() -> None:
                 **servers,
             }
         totals: dict[str, list[tuple[Counter[str], float]]] = {n: [] for n in servers}
+        p95: dict[str, list[float]] = {n: [] for n in servers}
         go_live: dict[str, list[float]] = {n: [] for n in servers}
         try:
             for server in servers.values():
@@ -178,8 +181,9 @@ def main() -> None:
                     )
                     wait_live(server, 1, 1)
                     time.sleep(4)  # warm-up
-                    stages, cores = profile(server, args.seconds, Path(tmp) / f"{name}-{r}.txt")
+                    stages, cores, p95_ms = profile(server, args.seconds, Path(tmp) / f"{name}-{r}.txt")
                     totals[name].append((stages, cores))
+                    p95[name].append(p95_ms)
                     print(f"round {r} {name}: {cores:.3f} cores, {dict(stages)}", flush=True)
                     finish(lw)
                     go_live[name] += finish(b)["go_live_ms"]
@@ -213,6 +217,10 @@ def main() -> None:
             + ".",
             "",
             *table(results),
+            "",
+            "Server-added latency p95 (incl. the engine's 30 ms; goal <= 50 ms), per round: "
+            + "; ".join(f"{n}: " + ", ".join(f"{v:.0f} ms" for v in vs) for n, vs in p95.items())
+            + ".",
             "",
             "Go-live (POST /api/stream/start/ -> 201, timed by the broadcaster client; goal p50 <= 150 ms): "
             + "; ".join(
