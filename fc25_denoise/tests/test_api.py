@@ -180,6 +180,8 @@ ENDPOINTS = [
     ("/api/stream/status/alice/", "GET, HEAD, OPTIONS"),
     ("/api/webrtc/offer/", "POST, OPTIONS"),
     ("/api/webrtc/listen/alice/", "POST, OPTIONS"),
+    ("/api/webrtc/listen/alice/answer/", "POST, OPTIONS"),
+    ("/api/webrtc/listen/alice/leave/", "POST, OPTIONS"),
 ]
 
 
