@@ -1,7 +1,7 @@
 """Graceful shutdown under Daphne (SIGTERM from systemd, or Ctrl-C): done within a few seconds.
 
 In order: stop accepting connections (the listening ports close, so a restart's new process
-can take over at once), tell every WebSocket client ("server_restarting", close 1012: the pages
+can take over at once), tell every WebSocket client ("server_restarting", close 4012: the pages
 reconnect), end every stream (peers closed, recordings finished, the database told), leave
 presence (friends hear of it), then stop the reactor. Daphne's own shutdown then cancels what
 is left. Should any of it hang (a request stuck in a thread, the database not answering), the
@@ -39,6 +39,7 @@ class GracefulShutdown:
         """Take over SIGTERM and SIGINT from Twisted (call once the reactor runs)."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
+        log.debug("SIGTERM and SIGINT start a graceful shutdown.")
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.loop.call_soon_threadsafe(self.begin, signal.Signals(signum).name)
@@ -53,18 +54,20 @@ class GracefulShutdown:
         timer.daemon = True
         timer.start()
         self._task = asyncio.ensure_future(self._drain(), loop=self.loop)
+        self._task.add_done_callback(_report)
 
     async def _drain(self) -> None:
-        self._stop_listening()
         try:
+            self._stop_listening()
             async with asyncio.timeout(DRAIN_S):
                 await self.services.drain()
         except TimeoutError:
             log.error("Shutdown: ending streams took over %.1f s; stopping anyway.", DRAIN_S)
         else:
             self._drained = True
-        log.info("Shutdown: drained in %.2f s; stopping.", time.monotonic() - (self._began or 0.0))
-        self.reactor.stop()
+            log.info("Shutdown: drained in %.2f s; stopping.", time.monotonic() - (self._began or 0.0))
+        finally:  # whatever failed (logged by _report), the process still stops
+            self.reactor.stop()
 
     def _stop_listening(self) -> None:
         from twisted.internet import tcp  # a unix-socket port is a tcp.Port too
@@ -79,3 +82,8 @@ class GracefulShutdown:
         log.error("Shutdown did not finish within %.1f s of the signal: exiting now.", DEADLINE_S)
         logging.shutdown()
         os._exit(0 if self._drained else 1)
+
+
+def _report(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("Shutdown: draining failed; stopped anyway.", exc_info=task.exception())

@@ -43,6 +43,10 @@ class StreamEvents(Protocol):
 
     async def listeners_changed(self, user_id: int, count: int) -> None: ...
 
+    async def source_stalled(self, user_id: int, stalled: bool) -> None:
+        """The broadcaster's audio stopped coming (True) or came back (False)."""
+        ...
+
     async def recording_stopped(self, user_id: int, reason: str) -> None:
         """The stream goes on but its recording stopped (`reason`: "storage_full", "failed")."""
         ...

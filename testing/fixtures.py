@@ -22,6 +22,8 @@ from streams.presence.service import Presence
 from testing.browser import LiveServer, launch_chromium, make_microphone_wav
 from testing.pages import MakePerson, Person
 from testing.people import PASSWORD, MakeUser  # noqa: F401 - re-exported
+from testing.postgres import ThrowawayPostgres
+from testing.stack import AppStack
 from users.models import User
 
 
@@ -32,6 +34,40 @@ def media_root(settings: Settings, tmp_path: Path) -> Path:
     root.mkdir()
     settings.MEDIA_ROOT = root
     return root
+
+
+# --- outage fixtures (whole deployments whose parts a test stops: testing/stack.py) ---
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[ThrowawayPostgres]:
+    """One throw-away PostgreSQL cluster for the session's AppStacks (each gets a database of
+    its own, copied from a migrated template); a test may stop it: the next stack starts it."""
+    cluster = ThrowawayPostgres()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def make_stack(postgres_cluster: ThrowawayPostgres, tmp_path: Path) -> Iterator[Callable[..., AppStack]]:
+    """make_stack(users, friendships, start=True, **settings) -> an AppStack (its first Daphne
+    started unless start=False);
+    everything it started is stopped at teardown."""
+    made: list[AppStack] = []
+
+    def make(
+        users: list[str], friendships: list[tuple[str, str]], *, start: bool = True, **settings: str
+    ) -> AppStack:
+        stack = AppStack(tmp_path / f"stack{len(made)}", users, friendships, pg=postgres_cluster, **settings)
+        made.append(stack)
+        if start:
+            stack.daphne.start()
+        return stack
+
+    yield make
+    for stack in made:
+        stack.close()
 
 
 # --- presence fixtures (streams/presence/service.py, consumers.py) ---
@@ -208,6 +244,9 @@ class RecordedEvents:
 
     async def recording_stopped(self, user_id: int, reason: str) -> None:
         await self._record("recording_stopped", user_id, reason=reason)
+
+    async def source_stalled(self, user_id: int, stalled: bool) -> None:
+        await self._record("source_stalled", user_id, stalled=stalled)
 
     async def stream_started(self, user_id: int, **details: Any) -> None:
         await self._record("stream_started", user_id, **details)

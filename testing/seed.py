@@ -1,6 +1,7 @@
-"""`python -m testing.seed '{"users": [...], "friendships": [[a, b], ...]}'`: migrate the database
-of DATABASE_URL, create the users (password `testing.people.PASSWORD`) and friendships, and
-print one JSON line {username: session key}. Run by `testing.postgres.seed_app_database`.
+"""`python -m testing.seed '{"migrate": bool, "users": [...], "friendships": [[a, b], ...]}'`:
+migrate the database of DATABASE_URL (if asked), create the users (password
+`testing.people.PASSWORD`) and friendships, and print one JSON line {username: session key}.
+Run by `testing.postgres`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ def main(spec: dict[str, list]) -> dict[str, str]:
     from testing.people import PASSWORD
     from users.models import Friendship, User
 
-    call_command("migrate", verbosity=0, interactive=False)
+    if spec["migrate"]:
+        call_command("migrate", verbosity=0, interactive=False)
     made = {name: User.objects.create_user(username=name, password=PASSWORD) for name in spec["users"]}
     for a, b in spec["friendships"]:
         low, high = sorted((made[a], made[b]), key=lambda u: u.pk)

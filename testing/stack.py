@@ -19,29 +19,46 @@ from testing.postgres import ThrowawayPostgres, seed_app_database
 
 class AppStack:
     def __init__(
-        self, folder: Path, users: list[str], friendships: list[tuple[str, str]], **settings: str
+        self,
+        folder: Path,
+        users: list[str],
+        friendships: list[tuple[str, str]],
+        *,
+        pg: ThrowawayPostgres | None = None,
+        **settings: str,
     ) -> None:
+        """`pg`: a cluster to share (a fresh database in it); without it, one of its own."""
         self.folder = folder
         self.media = folder / "media"
-        self.media.mkdir(exist_ok=True)
-        self.pg = ThrowawayPostgres()
+        self.media.mkdir(parents=True, exist_ok=True)
+        self._own_pg = pg is None
+        self.pg = pg or ThrowawayPostgres()
         self.redis = RedisServer(folder)
         try:
-            self.pg.start()
-            database = self.pg.create_database("app")
             self.redis.start()
-            self.env = app_env(database, self.media, REDIS_URL=self.redis.url, LOG_LEVEL="INFO", **settings)
+            self.env = app_env("", self.media, REDIS_URL=self.redis.url, **{"LOG_LEVEL": "INFO", **settings})
+            self.env["DATABASE_URL"] = self.pg.app_database(self.env)
             self.sessions = seed_app_database(self.env, users, friendships)
         except BaseException:
             self.close()
             raise
         self.daphne = DaphneServer(self.env, folder / "daphne.log")
+        self.others: list[DaphneServer] = []
 
-    def api(self, user: str) -> HttpApi:
-        return HttpApi(self.daphne.base_url, self.sessions[user])
+    def another_daphne(self) -> DaphneServer:
+        """A second (third...) process of the same deployment, not started yet."""
+        server = DaphneServer(self.env, self.folder / f"daphne{len(self.others) + 2}.log")
+        self.others.append(server)
+        return server
 
-    async def socket(self, user: str, path: str = "/ws/presence/") -> WsClient:
-        return await WsClient.connect(self.daphne.port, path, f"sessionid={self.sessions[user]}")
+    def api(self, user: str, server: DaphneServer | None = None) -> HttpApi:
+        return HttpApi((server or self.daphne).base_url, self.sessions[user])
+
+    async def socket(
+        self, user: str, path: str = "/ws/presence/", server: DaphneServer | None = None
+    ) -> WsClient:
+        port = (server or self.daphne).port
+        return await WsClient.connect(port, path, f"sessionid={self.sessions[user]}")
 
     def statuses(self) -> list[int]:
         """Every HTTP status in Daphne's access log, in order."""
@@ -54,9 +71,13 @@ class AppStack:
 
     def close(self) -> None:
         if hasattr(self, "daphne"):
-            self.daphne.kill()
+            for server in (self.daphne, *self.others):
+                server.kill()
         self.redis.stop()
-        self.pg.close()
+        if self._own_pg:
+            self.pg.close()
+        elif not self.pg.running():  # a shared cluster a test stopped: up again for the next
+            self.pg.start()
 
 
 async def until(check: Any, within: float, what: str, interval: float = 0.1) -> float:

@@ -83,8 +83,6 @@ JSON_ENDPOINTS = [
     ("PATCH", "/api/stream/settings/"),
     ("POST", "/api/webrtc/offer/"),
     ("POST", "/api/webrtc/listen/owner/"),
-    ("POST", "/api/webrtc/listen/owner/answer/"),
-    ("POST", "/api/webrtc/listen/owner/leave/"),
 ]
 # The other endpoints, with path and query values no one should send (valid ones would change
 # state, e.g. accept a request: those are the API tests' business).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
 
@@ -11,7 +12,9 @@ from django.test import override_settings
 
 from fc25_denoise import health
 from fc25_denoise.services import Services
+from streams.presence.redis_store import RedisStore
 from testing.peers import ServicesClient
+from testing.stack import AppStack
 
 pytestmark = pytest.mark.django_db(transaction=True)
 HEALTHY = {"database": "ok", "channel_layer": "ok", "presence": "ok"}
@@ -87,3 +90,32 @@ async def test_only_get_and_head_are_allowed(client: ServicesClient) -> None:
 async def test_plain_http_monitoring_is_not_redirected(client: ServicesClient) -> None:
     assert (await client.get("/healthz")).status_code == 200
     assert (await client.get("/accounts/login/")).status_code == 301
+
+
+async def test_presence_store_down_answers_503(make_services: Callable[..., Services]) -> None:
+    services = make_services(store=RedisStore("redis://127.0.0.1:1/0", "healthz-test", "x"))
+    response = await ServicesClient(services).get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["presence"].startswith("presence store error: ")
+
+
+@pytest.fixture
+def stack(make_stack: Callable[..., AppStack]) -> AppStack:
+    return make_stack([f"user{i}" for i in range(50)], [])
+
+
+async def test_healthz_stays_true_with_50_sockets_open(stack: AppStack) -> None:
+    """Every open socket's consumer waits on the process's channel-layer receive lock; the check
+    must not queue behind them (it answered 503 after 3 s whenever one socket was open)."""
+    sockets = [await stack.socket(f"user{i}") for i in range(50)]  # 50 people, one tab each
+    for ws in sockets:
+        assert (await ws.next())["type"] == "snapshot"
+    for _ in range(3):
+        status, body = await stack.api("user0").acall("GET", "/healthz")
+        assert (status, body["checks"]) == (200, HEALTHY)
+        assert body["elapsed_ms"] < 1000
+    await asyncio.to_thread(stack.redis.kill)  # and it still tells the truth
+    status, body = await stack.api("user0").acall("GET", "/healthz")
+    assert status == 503
+    assert body["checks"]["channel_layer"] != "ok"
+    assert body["checks"]["presence"] != "ok"

@@ -59,6 +59,9 @@ class FriendPage {
       case "settings":
         this.showSettings(msg);
         break;
+      case "listening": // the media server for listeners went away: reconnect when it is back
+        if (msg.available === false && this.listener) this.listener.lost(0);
+        break;
       default:
         break;
     }

@@ -21,6 +21,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from streams.cluster.control import LAYER_ERRORS, ControlBus, Handler, Reply, channel_name, owner_group
@@ -28,16 +29,22 @@ from streams.cluster.owners import Owner, Owners
 from streams.events import StreamEvents, tell
 from streams.live.session import LiveSession
 from streams.live.tasks import TaskSet
+from streams.presence.publisher import stream_group
 from streams.presence.redis_store import RedisStore
 from streams.presence.service import Presence
 from streams.presence.store import Reaped
 from streams.sfu.fanout import JanusFanout
 from streams.sfu.relay import JanusRelay
+from users.models import User
 
 log = logging.getLogger(__name__)
 
 FORWARD_WITHIN_S = 5.0  # a stop drains the engine and closes the files: up to ~2.5 s
 STORE_ERRORS = (RedisError, OSError)
+
+
+async def _username(uid: int) -> str:
+    return (await User.objects.filter(pk=uid).values_list("username", flat=True).afirst()) or ""
 
 
 class ClusterNode:
@@ -105,12 +112,19 @@ class ClusterNode:
         session.relay = relay
 
     async def _moved(self, uid: int, session_id: str, mountpoint: int | None) -> None:
-        if self.owners is None:
-            return
+        """Janus lost the stream's mountpoint (None) or gave it a new one: record where listeners
+        go now, and tell the stream's page viewers (their listening stopped, or may start again)."""
         try:
-            await self.owners.set_mountpoint(uid, session_id, mountpoint)
-        except STORE_ERRORS as exc:
-            log.warning("Could not record user %s's new mountpoint: %s", uid, exc)
+            if self.owners is not None:
+                await self.owners.set_mountpoint(uid, session_id, mountpoint)
+            event = {
+                "type": "listening",
+                "username": await _username(uid),
+                "available": mountpoint is not None,
+            }
+            await self.layer.group_send(stream_group(uid), {"type": "stream.event", "event": event})
+        except (*STORE_ERRORS, *LAYER_ERRORS, DatabaseError) as exc:
+            log.warning("Could not record or announce user %s's new mountpoint: %s", uid, exc)
 
     async def live(self, session: LiveSession) -> None:
         relay = self._relays.get(session)

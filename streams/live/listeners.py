@@ -2,14 +2,18 @@
 
 The server offers (as Janus's Streaming plugin does, so the page has one listener flow): `offer`
 makes the peer connection with its listener track and returns the offer with a listener id;
-`answer` takes the browser's answer. An offer not answered within `answer_within_s` is closed,
-as is every connection that fails or closes. `cut` closes one user's connections (a friendship
-ended), `close_all` every one (the session ends).
+`answer` takes the browser's answer. No one user can hold the slots, and none is held by a
+connection that never comes up (`ListenerLimits`): a connection not connected within
+`connect_within_s` of its offer is closed, as is every connection that fails or closes; a user
+has at most `per_user` connections to one stream, a new offer replacing their oldest. `cut`
+closes one user's connections (a friendship ended), `close_all` every one (the session ends).
+Only connected listeners are counted; the slot limit counts them all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +27,14 @@ from streams.live.tasks import TaskSet
 from streams.live.tracks import ListenerTrack
 from streams.live.webrtc import accept_answer, offer_listener
 
-ANSWER_WITHIN_S = 30.0
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ListenerLimits:
+    max_listeners: int  # connections per stream, connected or not
+    per_user: int = 3  # connections per user per stream
+    connect_within_s: float = 10.0  # from the offer to "connected"
 
 
 @dataclass
@@ -45,19 +56,11 @@ class ListenerPeers:
 
 
 class HubListeners:
-    def __init__(
-        self,
-        hub: Hub,
-        peers: ListenerPeers,
-        tasks: TaskSet,
-        max_listeners: int,
-        answer_within_s: float = ANSWER_WITHIN_S,
-    ) -> None:
+    def __init__(self, hub: Hub, peers: ListenerPeers, tasks: TaskSet, limits: ListenerLimits) -> None:
         self._hub = hub
         self._peers = peers
         self._tasks = tasks
-        self._max = max_listeners
-        self._answer_within_s = answer_within_s
+        self._limits = limits
         self._all: dict[str, _Listener] = {}
         self._connected: set[str] = set()
         self.closed = False
@@ -77,8 +80,13 @@ class HubListeners:
         """A new listener's peer connection: (listener id, the server's SDP offer)."""
         if self.closed:
             raise Unavailable("This stream is ending.")
-        if len(self._all) >= self._max:
-            raise Unavailable(f"This stream already has {self._max} listeners; try again later.")
+        mine = [lid for lid, listener in self._all.items() if listener.user_id == user_id]
+        replaced = mine[: max(0, len(mine) - self._limits.per_user + 1)]  # the user's oldest
+        if len(self._all) - len(replaced) >= self._limits.max_listeners:
+            raise Unavailable(
+                f"This stream already has {self._limits.max_listeners} listeners; try again later."
+            )
+        await asyncio.gather(*(self.remove(lid) for lid in replaced))
         listener_id = secrets.token_urlsafe(16)
         track = self._peers.new_track(self._hub)
         pc = self._peers.new_pc()
@@ -141,7 +149,8 @@ class HubListeners:
             self._tasks.spawn(self.remove(listener_id), "remove-listener", cancel=False)
 
     async def _expire(self, listener_id: str, pc: RTCPeerConnection) -> None:
-        await asyncio.sleep(self._answer_within_s)
+        await asyncio.sleep(self._limits.connect_within_s)
         listener = self._all.get(listener_id)
         if listener is not None and listener.pc is pc and listener_id not in self._connected:
+            log.info("A listener did not connect within %g s; closing it.", self._limits.connect_within_s)
             await self.remove(listener_id)

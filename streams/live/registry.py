@@ -59,7 +59,10 @@ class StreamRegistry:
         self.metrics = Metrics()
         self._pool = pool or ProcessorPool()
         self._encode_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="opus")
-        self._timing = timing or Timing(offline_grace_s=settings.STREAM_OFFLINE_GRACE_S)
+        self._timing = timing or Timing(
+            offline_grace_s=settings.STREAM_OFFLINE_GRACE_S,
+            listener_connect_s=settings.LISTENER_CONNECT_TIMEOUT_S,
+        )
         self._sessions: dict[int, LiveSession] = {}  # by owner, from starting until forgotten
         self._by_id: dict[str, LiveSession] = {}  # live ones, by session id
         self._supervisors: dict[LiveSession, asyncio.Task[None]] = {}  # each one's whole end
@@ -172,6 +175,7 @@ class StreamRegistry:
             ice_servers=lambda: ice_servers(ice_servers_for(None)),
             events=self.events,
             max_listeners=settings.MAX_LISTENERS_PER_STREAM,
+            listeners_per_user=settings.LISTENER_CONNECTIONS_PER_USER,
             timing=self._timing,
             open_pcs=self._open_pcs,
         )

@@ -30,7 +30,7 @@ from fc25_denoise.errors import Conflict, Unavailable
 from streams.events import EVENT_ERRORS, StreamEvents, tell
 from streams.live.fanout import Hub
 from streams.live.lifecycle import ALLOWED, EndReason, SessionState, TransitionError
-from streams.live.listeners import HubListeners, ListenerPeers
+from streams.live.listeners import HubListeners, ListenerLimits, ListenerPeers
 from streams.live.metrics import Metrics
 from streams.live.pipeline import AudioPipeline
 from streams.live.tasks import TaskSet, detached
@@ -54,8 +54,10 @@ class Timing:
 
     first_media_s: float = 15.0  # no media this long after start
     media_gap_s: float = 10.0  # media stopped this long
+    stall_s: float = 2.0  # media missing this long: listeners are told the source stalled
     offline_grace_s: float = 5.0  # broadcaster's presence gone this long (after being seen)
     watchdog_s: float = 1.0
+    listener_connect_s: float = 10.0  # a listener's connection not up this long after its offer
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class SessionShared:
     ice_servers: Callable[[], list[RTCIceServer]]  # per connection: TURN credentials expire
     events: StreamEvents
     max_listeners: int
+    listeners_per_user: int
     timing: Timing
     open_pcs: set[RTCPeerConnection] = field(default_factory=set)  # the registry's, until closed
 
@@ -101,7 +104,10 @@ class LiveSession:
         peers = ListenerPeers(
             self._new_pc, self._close_pc, self._new_track, self._listeners_changed, shared.metrics.listeners
         )
-        self.listeners = HubListeners(self.hub, peers, self._tasks, shared.max_listeners)
+        limits = ListenerLimits(
+            shared.max_listeners, shared.listeners_per_user, shared.timing.listener_connect_s
+        )
+        self.listeners = HubListeners(self.hub, peers, self._tasks, limits)
         self.ended: asyncio.Future[EndReason] = asyncio.get_running_loop().create_future()
         self._closing: asyncio.Task[RecordingStats] | None = None
         self._live_since = 0.0
@@ -217,6 +223,8 @@ class LiveSession:
         self._tasks.spawn(tell(self._shared.events.listeners_changed(self.user_id, count)), "listeners")
 
     def _broadcaster_state(self, pc: RTCPeerConnection) -> None:
+        if pc is not self.broadcaster:  # e.g. one refused at its offer, closed again since
+            return
         if pc.connectionState == "failed":
             self.request_end(EndReason.BROADCASTER_FAILED)
         elif pc.connectionState == "closed":
@@ -226,7 +234,7 @@ class LiveSession:
 
     async def _watchdog(self) -> None:
         timing = self._shared.timing
-        seen_online = False
+        seen_online = stalled = False
         offline_since: float | None = None
         while not self.ended.done():
             await asyncio.sleep(timing.watchdog_s)
@@ -236,6 +244,10 @@ class LiveSession:
                 self.request_end(EndReason.NO_MEDIA)
             elif last_media is not None and now - last_media > timing.media_gap_s:
                 self.request_end(EndReason.MEDIA_STOPPED)
+            if last_media is not None and (now - last_media > timing.stall_s) != stalled:
+                stalled = not stalled  # listeners hear silence meanwhile: tell them why
+                events = self._shared.events
+                self._tasks.spawn(tell(events.source_stalled(self.user_id, stalled)), "stalled")
             online = await self._is_online()
             if online is None:
                 continue

@@ -83,7 +83,9 @@ def parse_offer(data: Mapping[str, Any], role: Literal["broadcast", "listen"]) -
 
 
 def new_peer_connection(servers: list[RTCIceServer]) -> RTCPeerConnection:
-    return RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
+    """A server peer connection using exactly `servers`: an explicit empty list, since aiortc
+    falls back to a public STUN server when given none (iceServers=None)."""
+    return RTCPeerConnection(RTCConfiguration(iceServers=list(servers)))
 
 
 async def answer_broadcaster(

@@ -5,8 +5,8 @@ One Redis PUBLISH per event on our own connection (channel `P:bus`): every proce
 and hands it to its own sockets of the users in `to` (`streams.presence.sockets`). That is one
 round trip per event whatever the number of friends, and no group lookups in the channel
 layer's keys. Pub/sub keeps nothing for a process that is not subscribed, so when the
-subscription breaks and comes back the bus calls `resync`: the process's sockets then
-reconnect and read a fresh snapshot. `LocalBus` is the one-process variant (no Redis).
+subscription breaks and comes back the bus calls `resync`: the process's presence sockets are
+sent a fresh snapshot. `LocalBus` is the one-process variant (no Redis).
 """
 
 from __future__ import annotations

@@ -21,15 +21,20 @@ Client frames on both: {"type": "ping"} -> {"type": "pong"}. Anything else (bina
 unknown type, over 4096 bytes) -> {"type": "error", "error": "<sentence>"}; the socket stays open.
   recording              my stream goes on but its recording stopped: {username, state:
                          "stopped", reason: "storage_full", message}
-  server_restarting      the server shuts down (a restart): {message}; then close 1012
+  source                 the broadcaster's audio stopped coming or came back (listeners hear
+                         silence meanwhile): {username, state: "stalled"|"ok", message}; on the
+                         stream page and the broadcaster's own presence sockets
+  server_restarting      the server shuts down (a restart): {message}; then close 4012
 Close codes: 4401 not logged in, 4403 not (or no longer) a friend of the page's owner,
 4404 no such user (or no such WebSocket path at all), 4429 this user already has
-MAX_PRESENCE_SOCKETS presence sockets open (over all processes), 1011 the presence store or the
-channel layer is unreachable (reconnect), 1012 the server restarts (reconnect), 1009 (Daphne's
-own) a frame over Daphne's 1 MB message limit. The server accepts the handshake and closes at
-once with the code, so browsers see it (a refused handshake shows as 1006). Whatever ends a
-socket (the client, an error of the channel layer, shutdown), its disconnect path runs once, so
-presence never counts it again.
+MAX_PRESENCE_SOCKETS presence sockets open (over all processes), 4011 the presence store or the
+channel layer is unreachable (reconnect), 4012 the server restarts (reconnect), 1009 (Daphne's
+own) a frame over Daphne's 1 MB message limit. (Daphne lets an application send only 1000 and
+3000-4999: 4011 and 4012 are the standard 1011 "internal error" and 1012 "service restart" moved
+into the private range.) The server accepts the handshake and closes at once with the code, so
+browsers see it (a refused handshake shows as 1006). Whatever ends a socket (the client, an
+error of the channel layer, shutdown), its disconnect path runs once, so presence never counts
+it again.
 """
 
 from __future__ import annotations
@@ -50,9 +55,9 @@ from users.friendships import are_friends, find_user
 
 log = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 4096
-CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_SERVER_ERROR = 4401, 4403, 4404, 1011
+CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_SERVER_ERROR = 4401, 4403, 4404, 4011
 CLOSE_TOO_MANY = 4429
-CLOSE_RESTARTING = 1012
+CLOSE_RESTARTING = 4012
 RESTARTING = {"type": "server_restarting", "message": "The server is restarting; reconnecting in a moment."}
 
 
@@ -128,7 +133,7 @@ class _JsonSocket(AsyncWebsocketConsumer):
         await self.close(CLOSE_RESTARTING)
 
     async def resync(self) -> None:
-        await self.close(CLOSE_SERVER_ERROR)
+        """Only presence sockets hear the bus (see PresenceConsumer)."""
 
     async def send_json(self, data: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(data))
@@ -201,6 +206,18 @@ class PresenceConsumer(_JsonSocket):
             about = message["about"]
             if (about == self.user_id or about in self.friends) and self.fresh(message):
                 await self.send_json(message["event"])
+
+    async def resync(self) -> None:
+        """Bus events may have been missed (its subscription broke): a fresh snapshot replaces
+        whatever the page has; if even that cannot be read, the client reconnects."""
+        if not self.accepted or self.user_id is None:
+            return
+        try:
+            snapshot = await self.presence.snapshot(self.user_id)
+        except STORE_ERRORS:
+            return await self.close(CLOSE_SERVER_ERROR)
+        self.friends = snapshot.friend_ids
+        await self.send_json(snapshot.payload)
 
     async def presence_forward(self, message: dict[str, Any]) -> None:
         await self.send_json(message["event"])

@@ -44,6 +44,7 @@ __all__ = ["STORE_ERRORS", "Presence"]
 log = logging.getLogger(__name__)
 BUS_READY_S = 2.0  # at start-up, wait this long at most for the bus subscription
 RECORDING_STOPPED = {"storage_full": "Recording stopped: storage full; you are still live."}
+SOURCE = {True: "No audio from the broadcaster right now; waiting for it.", False: "Audio is back."}
 
 
 def _default_store() -> PresenceStore:
@@ -147,7 +148,7 @@ class Presence:
         await self._db.aclose()
 
     async def restarting(self) -> None:
-        """The server is shutting down: every open socket is told and closed (1012)."""
+        """The server is shutting down: every open socket is told and closed (4012)."""
         await self.sockets.restarting()
 
     async def ping(self) -> None:
@@ -354,6 +355,15 @@ class Presence:
             await self._publisher.publish_page(user_id, event, own=True)
         except STORE_ERRORS:
             log.warning("Could not tell user %s their recording stopped", user_id, exc_info=True)
+
+    async def source_stalled(self, user_id: int, stalled: bool) -> None:
+        """The broadcaster's audio stopped coming, or came back: the stream's page viewers
+        (its listeners) and the broadcaster's own pages are told, instead of hearing silence."""
+        event = {"type": "source", "state": "stalled" if stalled else "ok", "message": SOURCE[stalled]}
+        try:
+            await self._publisher.publish_page(user_id, event, own=True)
+        except STORE_ERRORS:
+            log.warning("Could not tell user %s's listeners the source stalled", user_id, exc_info=True)
 
     async def settings_changed(self, user_id: int, *, denoise: bool, atten_lim_db: float) -> None:
         if user_id in self._owned:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 class Socket(Protocol):
     async def deliver(self, message: dict[str, Any]) -> None: ...  # a bus event for its user
     async def restarting(self) -> None: ...  # the server shuts down: tell the client, close
-    async def resync(self) -> None: ...  # events may have been missed: make the client reconnect
+    async def resync(self) -> None: ...  # events may have been missed: send a fresh snapshot
 
 
 class LocalSockets:

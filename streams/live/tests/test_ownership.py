@@ -5,8 +5,7 @@ PostgreSQL and a private Redis, a real aiortc broadcaster)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,13 +17,8 @@ pytestmark = pytest.mark.webrtc
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[AppStack]:
-    app = AppStack(tmp_path, ["alice", "bob"], [("alice", "bob")])
-    try:
-        app.daphne.start()
-        yield app
-    finally:
-        app.close()
+def stack(make_stack: Callable[..., AppStack]) -> AppStack:
+    return make_stack(["alice", "bob"], [("alice", "bob")])
 
 
 async def test_a_stop_during_a_database_outage_is_finished_when_it_returns(

@@ -19,6 +19,7 @@ from streams.live.webrtc import parse_offer
 from streams.models import Recording
 from streams.recordings import service as recordings
 from testing import peers
+from testing.disk import fill, small_disk
 from users.models import User
 
 pytestmark = [pytest.mark.webrtc, pytest.mark.django_db(transaction=True)]
@@ -275,3 +276,18 @@ async def test_shutdown_ends_every_stream(
     assert rec.duration_s >= 0.2
     with pytest.raises(Unavailable):
         await registry.start_stream(bob)
+
+
+async def test_a_start_refused_for_a_full_disk_leaves_nothing(
+    make_registry: Any, alice: User, media_root: Path
+) -> None:
+    registry = await make_registry()
+    with small_disk(media_root, 64 * 1024):
+        (media_root / "recordings" / "alice").mkdir(parents=True)  # she has recorded before
+        fill(media_root)
+        with pytest.raises(Unavailable, match="storage"):
+            await registry.start_stream(alice)
+    assert await Recording.objects.filter(owner=alice).acount() == 0  # no finished 0 s row
+    assert not await streaming(alice)
+    assert registry.events.names(alice.pk) == []
+    assert registry.session_for(alice.pk) is None

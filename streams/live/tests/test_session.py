@@ -66,6 +66,7 @@ async def make_session(tmp_path: Path) -> AsyncIterator[Any]:
             ice_servers=ice_servers,
             events=Offline(),  # type: ignore[arg-type]
             max_listeners=2,
+            listeners_per_user=2,
             timing=Timing(**timing),
         )
         session = LiveSession(user_id=1, session_id="s" * 32, shared=shared)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 from aiortc import RTCPeerConnection
 from channels.db import database_sync_to_async
@@ -14,6 +15,7 @@ from channels.db import database_sync_to_async
 from fc25_denoise.services import Services
 from streams.cluster.router import StreamRouter
 from streams.live.session import Timing
+from streams.live.webrtc import parse_offer
 from streams.models import Recording
 from testing import peers
 from users.models import User
@@ -272,6 +274,49 @@ async def test_a_stream_started_by_a_request_can_end_by_itself_later(make_regist
     assert not alice.is_streaming
     assert (await Recording.objects.aget(owner=alice)).finished
     assert registry.events.names(alice.pk) == ["stream_started", "stream_ended"]
+
+
+def _refused(sdp: str) -> str:
+    """`sdp` with its only codec one aiortc cannot send (it parses; the answer is refused)."""
+    out = []
+    for line in sdp.split("\r\n"):
+        if line.startswith(("a=rtpmap", "a=fmtp", "a=rtcp-fb")):
+            continue
+        if line.startswith("m=audio"):
+            line = line.split(" UDP/TLS/RTP/SAVPF ")[0] + " UDP/TLS/RTP/SAVPF 111"
+        out.append(line)
+        if line.startswith("a=mid"):
+            out.append("a=rtpmap:111 foo/8000")
+    return "\r\n".join(out)
+
+
+async def test_a_refused_offer_is_a_400_that_changes_nothing_and_the_next_offer_works(
+    world: dict[str, Any], client_pcs: list
+) -> None:
+    live, alice = world["live"], world["clients"]["alice"]
+    session = next(iter(live.registry.sessions.values()))
+    pc, offer = await peers.broadcaster(peers.ArrayTrack(_tone(10)))
+    client_pcs.append(pc)
+    body = {"session_id": world["session_id"], "type": "offer"}
+    parse_offer({**body, "sdp": _refused(offer["sdp"])}, "broadcast")  # it parses
+    before = await _state(live)
+    refused = await alice.post(
+        "/api/webrtc/offer/", {**body, "sdp": _refused(offer["sdp"])}, content_type=peers.JSON
+    )
+    assert refused.status_code == 400
+    assert "refused" in refused.json()["error"]
+    assert await _state(live) == before
+    answer = await alice.post("/api/webrtc/offer/", {**body, "sdp": offer["sdp"]}, content_type=peers.JSON)
+    assert answer.status_code == 200, answer.content  # the same session takes the next offer
+    await peers.accept(pc, answer.json())
+    await peers.wait_for(lambda: session.media.frames_out >= 10, timeout=10)
+    assert live.registry.sessions == {session.user_id: session}
+    assert session.state == "live"
+
+
+def _tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * peers.RATE)) / peers.RATE
+    return (6000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16)
 
 
 async def test_leaving_a_listener_already_gone_is_no_error(world: dict[str, Any]) -> None:

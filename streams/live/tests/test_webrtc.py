@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
-from aiortc import RTCPeerConnection
+from aioice import stun
+from aiortc import RTCIceGatherer, RTCIceServer, RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 from django.core.exceptions import ImproperlyConfigured
 
@@ -137,3 +139,54 @@ async def test_an_offer_aiortc_refuses_is_a_bad_request() -> None:
             await answer_broadcaster(pc, parse_offer({"sdp": no_codecs, "type": "offer"}, "broadcast"))
     finally:
         await pc.close()
+
+
+class FakeStun(asyncio.DatagramProtocol):
+    """A STUN server in the test namespace that answers binding requests and counts them."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        request = stun.parse_message(data)
+        self.requests += 1
+        response = stun.Message(
+            message_method=stun.Method.BINDING,
+            message_class=stun.Class.RESPONSE,
+            transaction_id=request.transaction_id,
+        )
+        response.attributes["XOR-MAPPED-ADDRESS"] = addr
+        assert self.transport is not None
+        self.transport.sendto(bytes(response), addr)
+
+
+async def test_server_peers_use_exactly_the_configured_ice_servers_never_aiortcs_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    host = os.environ["RD_NETNS_ADDR"]
+    transport, fake = await asyncio.get_running_loop().create_datagram_endpoint(
+        FakeStun, local_addr=(host, 0)
+    )
+    url = f"stun:{host}:{transport.get_extra_info('sockname')[1]}"
+    # aiortc's default stands for the public STUN server it would otherwise ask.
+    monkeypatch.setattr(RTCIceGatherer, "getDefaultIceServers", classmethod(lambda cls: [RTCIceServer(url)]))
+
+    async def gather(servers: list[RTCIceServer]) -> None:
+        pc = new_peer_connection(servers)
+        try:
+            pc.addTransceiver("audio", direction="recvonly")
+            await pc.setLocalDescription(await pc.createOffer())
+        finally:
+            await pc.close()
+
+    try:
+        await gather([])  # ICE_SERVERS empty: no STUN server at all
+        assert fake.requests == 0
+        await gather([RTCIceServer(url)])  # and the configured one is used (the fake works)
+        assert fake.requests >= 1
+    finally:
+        transport.close()

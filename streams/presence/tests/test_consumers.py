@@ -305,14 +305,14 @@ async def test_bad_client_frames_get_errors_and_the_socket_stays_open(
     assert await ws.receive_json_from() == {"type": "pong"}
 
 
-async def test_an_unreachable_store_closes_with_1011(make_harness: MakeHarness, alice: User) -> None:
+async def test_an_unreachable_store_closes_with_4011(make_harness: MakeHarness, alice: User) -> None:
     from streams.presence.redis_store import RedisStore
 
     harness = make_harness(store=RedisStore("redis://127.0.0.1:1/0", "unreachable", "pid"))
     comm = await harness.open(alice)
     connected, _ = await comm.connect(timeout=5)
     assert connected
-    await expect_close(comm, 1011)
+    await expect_close(comm, 4011)
     assert await harness.presence.is_online(alice.pk)  # unknown counts as online: streams keep going
 
 

@@ -44,8 +44,9 @@ async def test_users_of_a_dead_process_go_offline_and_their_streams_end(
         bob, denoise=True, atten_lim_db=100.0, record_raw=False
     )  # being written by process A when it dies
     prefix = presence_prefix()
-    # Process A beats once at start and never again: to the others it dies after 0.3 s.
-    dying = make_harness(store=RedisStore(redis_url, prefix, "a"), ttl_s=0.3, heartbeat_s=1000, grace_s=0.1)
+    # Process A beats once at start and never again: to the others it dies after 1 s (long
+    # enough for alice to see bob live first, on a loaded machine too).
+    dying = make_harness(store=RedisStore(redis_url, prefix, "a"), ttl_s=1.0, heartbeat_s=1000, grace_s=0.1)
     live = make_harness(store=RedisStore(redis_url, prefix, "b"), ttl_s=5, heartbeat_s=0.1, grace_s=0.1)
     await dying.join(bob)
     await dying.presence.stream_started(bob.pk, started_at=STARTED, denoise=True, atten_lim_db=100.0)

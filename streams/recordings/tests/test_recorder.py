@@ -1,8 +1,10 @@
-"""The recorder: content, header syncing, closing, back-pressure, disk errors."""
+"""The recorder: content, header syncing, closing, back-pressure, disk errors, a full disk, the
+wall-clock timeline."""
 
 from __future__ import annotations
 
 import errno
+import logging
 import struct
 import threading
 import time
@@ -15,6 +17,7 @@ import soundfile as sf
 from streams.recordings import recorder as recorder_module
 from streams.recordings.recorder import Recorder
 from streams.recordings.wav_file import RecordingStats
+from testing.disk import fill, small_disk
 from testing.samples import FRAME, FakeClock, ramp, stereo_frame
 
 
@@ -169,3 +172,69 @@ def test_mono_float_blocks_are_converted_in_the_writer_thread_not_the_callers(
     assert converted_in == ["recorder-m.wav"] * 2  # clean and raw, in the writer thread
     np.testing.assert_array_equal(sf.read(tmp_path / "m.wav", dtype="int16")[0], [16384, -8192, 32767])
     np.testing.assert_array_equal(sf.read(tmp_path / "m-raw.wav", dtype="int16")[0], [-16384, 8192, -32768])
+
+
+# -- a full disk (a small tmpfs in the test namespace) --------------------------------------------
+
+
+def test_a_full_disk_stops_the_recording_once_and_leaves_true_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stopped: list[str] = []
+    with small_disk(tmp_path / "disk", 256 * 1024) as disk:
+        rec = Recorder(disk / "a.wav", disk / "a-raw.wav", on_stopped=stopped.append, sync_interval_s=0.05)
+        fill(disk, leave_bytes=40 * FRAME * 2 * 2)  # room for about 40 frames in each file
+        with caplog.at_level(logging.ERROR, logger="streams.recordings.recorder"):
+            for i in range(200):  # 4 s: the disk fills after about 0.8 s
+                rec.write(ramp(i))
+            stats = rec.close()
+        assert stopped == ["storage_full"]
+        assert rec.stopped_reason == "storage_full"
+        assert len(caplog.records) == 1  # one line for the change, not one per frame
+        # What the row gets is what the files hold, and their headers say so.
+        for path in (disk / "a.wav", disk / "a-raw.wav"):
+            assert sf.info(path).frames == rec.frames_written
+            assert header_sizes(path)[1] == rec.frames_written * 2
+        assert 0 < rec.frames_written < 200 * FRAME
+        assert stats.duration_s == rec.frames_written / 48000
+        assert stats.size_bytes == (disk / "a.wav").stat().st_size + (disk / "a-raw.wav").stat().st_size
+        data, _ = sf.read(disk / "a.wav", dtype="int16")
+        frames = rec.frames_written // FRAME
+        np.testing.assert_array_equal(
+            data[: frames * FRAME], np.concatenate([ramp(i) for i in range(frames)])
+        )
+
+
+def test_a_recorder_cannot_start_on_a_full_disk(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", 64 * 1024) as disk:
+        fill(disk)
+        with pytest.raises(OSError, match="No space left") as raised:
+            Recorder(disk / "b.wav", None)
+        assert raised.value.errno == errno.ENOSPC
+
+
+# -- the timeline follows the wall clock ----------------------------------------------------------
+
+
+def test_a_gap_in_the_input_is_recorded_as_silence(tmp_path: Path) -> None:
+    wall = FakeClock()
+    rec = Recorder(tmp_path / "g.wav", None, wall_clock=wall)
+    for i in range(10):  # 0.2 s, in real time
+        wall.now = i * 0.02
+        rec.write(ramp(i))
+    wall.now = 3.2  # the broadcaster froze for 3 s
+    for i in range(10, 20):
+        rec.write(ramp(i))
+        wall.now += 0.02
+    wall.now = 3.25  # jitter below the gap threshold: nothing added
+    rec.write(ramp(20))
+    rec.close()
+
+    data, _ = sf.read(tmp_path / "g.wav", dtype="int16")
+    assert len(data) == round(3.2 * 48000) + 11 * FRAME  # the timeline is wall time
+    assert rec.padded_frames == round(3.2 * 48000) - 10 * FRAME
+    np.testing.assert_array_equal(data[: 10 * FRAME], np.concatenate([ramp(i) for i in range(10)]))
+    assert not data[10 * FRAME : round(3.2 * 48000)].any()
+    np.testing.assert_array_equal(
+        data[round(3.2 * 48000) :], np.concatenate([ramp(i) for i in range(10, 21)])
+    )
