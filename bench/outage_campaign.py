@@ -85,9 +85,9 @@ async def postgres_outage(stack: AppStack, outage_s: float) -> Row:
     began = time.monotonic()
     await message(bob_ws, 30, type="streaming_status", username="alice", is_streaming=False)
     await until(lambda: _finished(stack), 30, "recording finished")
+    rec = await recording(stack)
     status, _ = await stack.api("alice").acall("POST", "/api/stream/start/", {})
     converge = time.monotonic() - began
-    rec = await recording(stack)
     await stack.api("alice").acall("POST", "/api/stream/stop/")
     await listener.close()
     return Row(
