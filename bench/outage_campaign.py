@@ -112,16 +112,18 @@ async def redis_restart(stack: AppStack, outage_s: float) -> Row:
     await live(stack, pcs)
     listener, capture, _ = await peers.listen_over_http(stack.api("bob"), "alice", keep=False)
     await peers.wait_for(lambda: capture.count >= 100, timeout=20)
-    gaps_before = capture.gaps
+    gaps_before, heard_before = capture.gaps, capture.count
     mark = len(stack.statuses())
     await asyncio.to_thread(stack.redis.kill)
-    up_at = time.monotonic() + outage_s
+    down_at = time.monotonic()
+    up_at = down_at + outage_s
     await carol_ws.wait_closed(10)  # carol leaves while Redis is down: she does not come back
     while time.monotonic() < up_at:
         await stack.api("bob").acall("GET", "/api/presence/")
         retry = await stack.socket("alice")  # alice's page keeps reconnecting
         await retry.wait_closed(5)
         await asyncio.sleep(1.0)
+    heard = (capture.count - heard_before) / ((time.monotonic() - down_at) / 0.02)
     await asyncio.to_thread(stack.redis.start)
     began = time.monotonic()
     alice_ws = await stack.socket("alice")
@@ -134,7 +136,8 @@ async def redis_restart(stack: AppStack, outage_s: float) -> Row:
     await listener.close()
     return Row(
         f"Redis killed, restarted empty {outage_s:g} s later; carol leaves meanwhile",
-        f"listener audio: {audio_gaps} gap(s) over {peers.Capture.GAP_S:g} s",
+        f"nothing: the listener got {heard:.0%} of the frames during the outage "
+        f"({audio_gaps} arrival gap(s) over {peers.Capture.GAP_S * 1000:.0f} ms)",
         converge,
         errors_since(stack, mark),
         "sockets closed 4011 and reconnected; polls 503 meanwhile; no ghost online afterwards",
