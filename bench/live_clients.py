@@ -2,8 +2,10 @@
 
     python -m bench.live_clients '<json spec>'   (started by bench.live_bench)
 
-Spec: {"base_url", "role": "broadcast" | "listen", "peers": [{"key", "owner"?}]}. The peers
-stay connected until a line arrives on stdin ("stop"); then one JSON line of results is printed.
+Spec: {"base_url", "role": "broadcast" | "listen", "peers": [{"key", "owner"?}], "denoise"?}.
+Once every peer is connected a JSON line {"joined": n} is printed. The peers stay connected
+until a line other than "mark" arrives on stdin; each "mark" prints the listeners' counts so
+far (a JSON line), the last line is the results.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ async def run_clients(spec: dict[str, Any]) -> dict[str, Any]:
             await peers.accept(pc, answer)
 
         await asyncio.gather(*(go(api) for api in apis))
-        await _until_told_to_stop()
+        print(json.dumps({"joined": len(apis)}), flush=True)
+        await _until_told_to_stop(dict)
         await asyncio.gather(*(api.acall("POST", "/api/stream/stop/") for api in apis))
         result: dict[str, Any] = {"streams": len(apis)}
     else:
@@ -54,11 +57,16 @@ async def run_clients(spec: dict[str, Any]) -> dict[str, Any]:
             pcs.append(pc)
 
         await asyncio.gather(*(join(api, p["owner"]) for api, p in zip(apis, spec["peers"], strict=True)))
-        await _until_told_to_stop()
-        result = {
-            "frames": [int(v[0]) for v in received.values()],
-            "gaps": [int(v[1]) for v in received.values()],
-        }
+        print(json.dumps({"joined": len(apis)}), flush=True)
+
+        def counts() -> dict[str, Any]:
+            return {
+                "frames": [int(v[0]) for v in received.values()],
+                "gaps": [int(v[1]) for v in received.values()],
+            }
+
+        await _until_told_to_stop(counts)
+        result = counts()
     await asyncio.gather(*(pc.close() for pc in pcs))
     return result
 
@@ -78,8 +86,9 @@ def _count_only(received: dict[int, list[float]]) -> None:
     RTCDtlsTransport._handle_rtp_data = count  # type: ignore[method-assign]
 
 
-async def _until_told_to_stop() -> None:
-    await asyncio.to_thread(sys.stdin.readline)
+async def _until_told_to_stop(counts: Any) -> None:
+    while (await asyncio.to_thread(sys.stdin.readline)).strip() == "mark":
+        print(json.dumps(counts()), flush=True)
 
 
 def start_worker(spec: dict[str, Any]) -> subprocess.Popen[str]:
@@ -90,6 +99,24 @@ def start_worker(spec: dict[str, Any]) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def joined(worker: subprocess.Popen[str]) -> int:
+    """Wait until the worker's peers are all connected."""
+    assert worker.stdout is not None
+    line = worker.stdout.readline()
+    if not line:
+        raise RuntimeError(f"a client worker failed ({worker.wait()})")
+    return int(json.loads(line)["joined"])
+
+
+def mark(worker: subprocess.Popen[str]) -> dict[str, Any]:
+    """The listeners' packet and gap counts so far."""
+    assert worker.stdin is not None
+    assert worker.stdout is not None
+    worker.stdin.write("mark\n")
+    worker.stdin.flush()
+    return json.loads(worker.stdout.readline())
 
 
 def finish(worker: subprocess.Popen[str]) -> dict[str, Any]:

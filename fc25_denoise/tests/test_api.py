@@ -16,6 +16,7 @@ from django.db import OperationalError
 from fc25_denoise.api import UNAVAILABLE
 from fc25_denoise.services import Services
 from streams.models import Recording
+from streams.recordings import service as recordings
 from testing import peers
 from users import friendships
 from users.models import FriendRequest, User
@@ -132,6 +133,19 @@ async def test_being_live_is_checked_before_the_settings_body(world: dict[str, A
         )
 
 
+async def test_whose_recording_it_is_comes_before_the_rename_body(world: dict[str, Any]) -> None:
+    alice = await User.objects.aget(username="alice")
+    rec = await database_sync_to_async(recordings.create_recording)(
+        alice, denoise=True, atten_lim_db=100.0, record_raw=False
+    )
+    path = f"/api/recordings/{rec.pk}/"
+    for body in (b"{not json", b'{"title": 5}', b'{"name": "x"}'):
+        _refusal(
+            await _send(world["clients"]["bob"], "PATCH", path, "application/json", body), 404
+        )  # a friend's
+        _refusal(await _send(world["clients"]["alice"], "PATCH", path, "application/json", body), 400)
+
+
 async def test_whose_session_it_is_comes_before_what_the_sdp_says(world: dict[str, Any]) -> None:
     clients, sid = world["clients"], world["session_id"]
     foreign = {"session_id": sid, **GARBAGE_SDP}
@@ -166,6 +180,8 @@ ENDPOINTS = [
     ("/api/stream/status/alice/", "GET, HEAD, OPTIONS"),
     ("/api/webrtc/offer/", "POST, OPTIONS"),
     ("/api/webrtc/listen/alice/", "POST, OPTIONS"),
+    ("/api/webrtc/listen/alice/answer/", "POST, OPTIONS"),
+    ("/api/webrtc/listen/alice/leave/", "POST, OPTIONS"),
 ]
 
 

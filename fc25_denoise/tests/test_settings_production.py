@@ -9,9 +9,12 @@ cookies and a wss:// presence socket.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import signal
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from testing.prod_server import ADMIN, Production
 
 # The three silenced: HSTS includeSubDomains and preload, off by default (opt-in, docs/deploy.md),
 # and axes' advice to count per address too (django-ratelimit does, users/throttling.py).
+SLOW_S = 2.0  # the request guard's head and body timeouts for the Daphne-TLS server here
 CLEAN = "System check identified no issues (3 silenced).\n"
 
 
@@ -32,9 +36,10 @@ def daphne_tls(production: Production) -> Iterator[tuple[str, str]]:
     tls_port, plain_port = free_port(), free_port()
     server = production.start_daphne(
         "-e",
-        f"ssl:{tls_port}:privateKey={production.key}:certKey={production.cert}:interface=127.0.0.1",
+        f"guard:ssl:{tls_port}:privateKey={production.key}:certKey={production.cert}:interface=127.0.0.1",
         "-e",
-        f"tcp:{plain_port}:interface=127.0.0.1",
+        f"guard:tcp:{plain_port}:interface=127.0.0.1",
+        env={"REQUEST_HEAD_TIMEOUT_S": str(SLOW_S), "REQUEST_BODY_TIMEOUT_S": str(SLOW_S)},
     )
     https = f"https://localhost:{tls_port}"
     prod_server.wait_healthy(https, production.cert, server)
@@ -164,3 +169,74 @@ def test_sign_in_sets_a_secure_http_only_session_cookie_and_wss_works(
     cookie = f"sessionid={session.value}"
     first = prod_server.websocket_first_message(https, production.cert, "/ws/presence/", cookie)
     assert first["type"] == "snapshot"
+
+
+def _complete(answer: bytes) -> bool:
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    lengths = re.findall(rb"content-length: *(\d+)", head.lower())
+    return bool(sep) and bool(lengths) and len(body) >= int(lengths[0])
+
+
+def _raw(
+    https: str, cert: Path, data: bytes, *, more: bytes = b"", wait_s: float = 10, to_eof: bool = False
+) -> tuple[float, bytes, int]:
+    """Send `data` (then keep sending `more`, up to 100 MiB, while the server listens) over TLS;
+    the seconds until the server closed, what it answered, and how much of `more` went out."""
+    host, port = https.removeprefix("https://").split(":")
+    started = time.monotonic()
+    with (
+        socket.create_connection((host, int(port)), timeout=wait_s) as raw,
+        prod_server.tls_context(cert).wrap_socket(raw, server_hostname=host) as conn,
+    ):
+        conn.sendall(data)
+        sent = 0
+        try:
+            while more and sent < 100 * 2**20:
+                conn.sendall(more)
+                sent += len(more)
+        except OSError:  # the server closed while we were still sending
+            pass
+        answer = b""
+        try:
+            while (to_eof or not _complete(answer)) and (chunk := conn.recv(65536)):
+                answer += chunk
+        except OSError:
+            pass
+    return time.monotonic() - started, answer, sent
+
+
+def test_daphne_alone_refuses_a_huge_body_by_its_length_before_reading_it(
+    production: Production, daphne_tls: tuple[str, str]
+) -> None:
+    https, _ = daphne_tls
+    head = "POST /api/stream/start/ HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+    elapsed, answer, _ = _raw(https, production.cert, f"{head}Content-Length: {10**12}\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert elapsed < SLOW_S  # answered at once, not after a timeout
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"].startswith("The request body is over")
+    # 100 MiB announced and being sent: refused from the head, long before the last byte.
+    _, answer, sent = _raw(
+        https, production.cert, f"{head}Content-Length: {100 * 2**20}\r\n\r\n".encode(), more=b"x" * 2**20
+    )
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert sent < 50 * 2**20  # the connection was closed while the body was still coming
+
+
+def test_daphne_alone_times_out_slow_heads_and_bodies(
+    production: Production, daphne_tls: tuple[str, str]
+) -> None:
+    https, _ = daphne_tls
+    slow_body = b"POST /api/stream/start/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{"
+    elapsed, answer, _ = _raw(https, production.cert, slow_body)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert SLOW_S - 0.5 < elapsed < SLOW_S + 3
+    _, answer, _ = _raw(https, production.cert, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    chunked = (
+        b"POST /api/stream/start/ HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n"
+    )
+    assert _raw(https, production.cert, chunked)[1].startswith(b"HTTP/1.1 411 ")
+    # Two requests on one connection, the second in the same packet, still pass untouched.
+    one = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n"
+    two = one + b"\r\n" + one + b"Connection: close\r\n\r\n"
+    assert _raw(https, production.cert, two, to_eof=True)[1].count(b"HTTP/1.1 200 OK") == 2

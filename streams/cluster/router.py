@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from fc25_denoise.errors import BadRequest, NotFound, Unavailable
 from streams.cluster.node import ClusterNode
@@ -24,6 +25,7 @@ from streams.live.registry import StreamRegistry
 from streams.live.session import LiveSession
 from streams.live.webrtc import parse_answer, parse_offer
 from streams.sfu.fanout import JanusFanout
+from streams.sfu.janus import JanusError
 from users.models import User
 
 
@@ -132,6 +134,7 @@ class StreamRouter:
         owner_user, owner = await self.listen_target(listener, username)
         if self.janus is not None:
             mountpoint = await self._mountpoint(owner_user.pk, owner)
+            await self._room_for_one_more(mountpoint)
             offered = await self.janus.listeners.offer(owner_user.pk, listener.pk, mountpoint)
             return {"listener_id": offered.listener_id, "type": "offer", "sdp": offered.sdp}
         if owner is not None:
@@ -147,6 +150,16 @@ class StreamRouter:
         if mountpoint is None:
             raise Unavailable("The media server for listeners (Janus) is unavailable; try again in a minute.")
         return int(mountpoint)
+
+    async def _room_for_one_more(self, mountpoint: int) -> None:
+        """The same cap as the in-process hub's, counted by Janus (its viewers, answered or not)."""
+        cap = settings.MAX_LISTENERS_PER_STREAM
+        try:
+            viewers = await self.janus.streaming.viewer_count(mountpoint)  # type: ignore[union-attr]
+        except JanusError as exc:
+            raise Unavailable("The media server for listeners (Janus) does not answer; try again.") from exc
+        if viewers >= cap:
+            raise Unavailable(f"This stream already has {cap} listeners; try again later.")
 
     async def answer(self, listener: User, username: str, body: dict[str, Any]) -> dict[str, Any]:
         owner_user, owner = await self.listen_target(listener, username)

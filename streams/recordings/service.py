@@ -201,6 +201,13 @@ def file_sizes(rec: Recording) -> tuple[int, int]:
     return sizes[0], sizes[1]
 
 
+def check_owner(user: User, recording_id: int) -> None:
+    """NotFound unless `user` owns that recording (the API asks before reading a change's body)."""
+    _check_id(recording_id)
+    if not Recording.objects.filter(pk=recording_id, owner=user).exists():
+        raise NotFound(f"No recording with id {recording_id}.")
+
+
 def rename_recording(user: User, recording_id: int, title: object) -> Recording:
     """Owner only; "" resets the title (the page shows the date). BadRequest for a bad title."""
     _check_id(recording_id)

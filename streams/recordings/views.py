@@ -203,7 +203,7 @@ def _listing(request: HttpRequest, user: User, key: str) -> Any:
 
 
 async def _own(request: HttpRequest, user: User, key: str) -> None:
-    _recording_id(key)
+    await sync_to_async(recordings.check_owner)(user, _recording_id(key))
 
 
 @endpoint("PATCH", json_body=True, access=_own)
