@@ -425,11 +425,19 @@ def main() -> None:
                 sections += report_control(
                     control(c, keys, 40 if args.quick else 200, 5 if args.quick else 20)
                 )
+    cores = os.cpu_count() or 1
     header = [
         f"Load average {start_load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end, on a machine "
         "shared with other jobs; the aiortc clients run in other processes on the same cores.",
         "",
     ]
+    if max(start_load, os.getloadavg()[0]) > cores:
+        header += [
+            f"Other jobs kept more than {cores} runnable tasks on these {cores} cores for much of the run: "
+            "the figures are upper bounds on cost and lower bounds on capacity (a loaded run loses packets "
+            "and frames to other jobs' bursts, and CPU time per unit of work grows with contention).",
+            "",
+        ]
     body = "\n".join(header + sections)
     print(body)
     if args.only is None and not args.quick:
