@@ -5,7 +5,8 @@
 Spec: {"base_url", "role": "broadcast" | "listen", "peers": [{"key", "owner"?}], "denoise"?}.
 Once every peer is connected a JSON line {"joined": n} is printed. The peers stay connected
 until a line other than "mark" arrives on stdin; each "mark" prints the listeners' counts so
-far (a JSON line), the last line is the results.
+far (a JSON line), the last line is the results (a broadcaster's include each go-live's
+time, POST /api/stream/start/ to its 201).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,14 @@ async def run_clients(spec: dict[str, Any]) -> dict[str, Any]:
     pcs: list[Any] = []
     if spec["role"] == "broadcast":
         samples = peers.read_wav(str(NOISY))
+        go_live_ms: list[float] = []
 
         async def go(api: peers.HttpApi) -> None:
+            started = time.perf_counter()
             status, body = await api.acall(
                 "POST", "/api/stream/start/", {"denoise": spec.get("denoise", True)}
             )
+            go_live_ms.append(1000 * (time.perf_counter() - started))  # go-live: POST start -> 201
             assert status == 201, body
             pc, offer = await peers.broadcaster(peers.ArrayTrack(samples, loop=True))
             pcs.append(pc)
@@ -47,7 +52,7 @@ async def run_clients(spec: dict[str, Any]) -> dict[str, Any]:
         print(json.dumps({"joined": len(apis)}), flush=True)
         await _until_told_to_stop(dict)
         await asyncio.gather(*(api.acall("POST", "/api/stream/stop/") for api in apis))
-        result: dict[str, Any] = {"streams": len(apis)}
+        result: dict[str, Any] = {"streams": len(apis), "go_live_ms": go_live_ms}
     else:
         received: dict[int, list[float]] = {}  # per DTLS transport: packets, gaps, last arrival (ms)
         _count_only(received)
