@@ -67,6 +67,7 @@ bench: .venv/.stamp-system
 	@for b in live presence scale; do \
 	  if [ -f bench/$${b}_bench.py ]; then scripts/netns-run $(PY) -m bench.$${b}_bench || exit 1; fi; \
 	done
+	scripts/netns-run $(PY) -m bench.outage_campaign
 
 clean:
 	rm -rf .venv node_modules staticfiles .pytest_cache .ruff_cache
