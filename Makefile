@@ -64,9 +64,10 @@ demo: .venv/.stamp-deps
 bench: .venv/.stamp-system
 	$(PY) -m bench.denoise_bench
 	$(PY) -m bench.denoise_engines
-	@for b in live presence; do \
+	@for b in live presence scale; do \
 	  if [ -f bench/$${b}_bench.py ]; then scripts/netns-run $(PY) -m bench.$${b}_bench || exit 1; fi; \
 	done
+	scripts/netns-run $(PY) -m bench.outage_campaign
 
 clean:
 	rm -rf .venv node_modules staticfiles .pytest_cache .ruff_cache

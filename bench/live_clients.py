@@ -2,8 +2,11 @@
 
     python -m bench.live_clients '<json spec>'   (started by bench.live_bench)
 
-Spec: {"base_url", "role": "broadcast" | "listen", "peers": [{"key", "owner"?}]}. The peers
-stay connected until a line arrives on stdin ("stop"); then one JSON line of results is printed.
+Spec: {"base_url", "role": "broadcast" | "listen", "peers": [{"key", "owner"?}], "denoise"?}.
+Once every peer is connected a JSON line {"joined": n} is printed. The peers stay connected
+until a line other than "mark" arrives on stdin; each "mark" prints the listeners' counts so
+far (a JSON line), the last line is the results (a broadcaster's include each go-live's
+time, POST /api/stream/start/ to its 201).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +31,14 @@ async def run_clients(spec: dict[str, Any]) -> dict[str, Any]:
     pcs: list[Any] = []
     if spec["role"] == "broadcast":
         samples = peers.read_wav(str(NOISY))
+        go_live_ms: list[float] = []
 
         async def go(api: peers.HttpApi) -> None:
+            started = time.perf_counter()
             status, body = await api.acall(
                 "POST", "/api/stream/start/", {"denoise": spec.get("denoise", True)}
             )
+            go_live_ms.append(1000 * (time.perf_counter() - started))  # go-live: POST start -> 201
             assert status == 201, body
             pc, offer = await peers.broadcaster(peers.ArrayTrack(samples, loop=True))
             pcs.append(pc)
@@ -42,9 +49,10 @@ async def run_clients(spec: dict[str, Any]) -> dict[str, Any]:
             await peers.accept(pc, answer)
 
         await asyncio.gather(*(go(api) for api in apis))
-        await _until_told_to_stop()
+        print(json.dumps({"joined": len(apis)}), flush=True)
+        await _until_told_to_stop(dict)
         await asyncio.gather(*(api.acall("POST", "/api/stream/stop/") for api in apis))
-        result: dict[str, Any] = {"streams": len(apis)}
+        result: dict[str, Any] = {"streams": len(apis), "go_live_ms": go_live_ms}
     else:
         received: dict[int, list[float]] = {}  # per DTLS transport: packets, gaps, last arrival (ms)
         _count_only(received)
@@ -54,11 +62,16 @@ async def run_clients(spec: dict[str, Any]) -> dict[str, Any]:
             pcs.append(pc)
 
         await asyncio.gather(*(join(api, p["owner"]) for api, p in zip(apis, spec["peers"], strict=True)))
-        await _until_told_to_stop()
-        result = {
-            "frames": [int(v[0]) for v in received.values()],
-            "gaps": [int(v[1]) for v in received.values()],
-        }
+        print(json.dumps({"joined": len(apis)}), flush=True)
+
+        def counts() -> dict[str, Any]:
+            return {
+                "frames": [int(v[0]) for v in received.values()],
+                "gaps": [int(v[1]) for v in received.values()],
+            }
+
+        await _until_told_to_stop(counts)
+        result = counts()
     await asyncio.gather(*(pc.close() for pc in pcs))
     return result
 
@@ -78,8 +91,9 @@ def _count_only(received: dict[int, list[float]]) -> None:
     RTCDtlsTransport._handle_rtp_data = count  # type: ignore[method-assign]
 
 
-async def _until_told_to_stop() -> None:
-    await asyncio.to_thread(sys.stdin.readline)
+async def _until_told_to_stop(counts: Any) -> None:
+    while (await asyncio.to_thread(sys.stdin.readline)).strip() == "mark":
+        print(json.dumps(counts()), flush=True)
 
 
 def start_worker(spec: dict[str, Any]) -> subprocess.Popen[str]:
@@ -90,6 +104,24 @@ def start_worker(spec: dict[str, Any]) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def joined(worker: subprocess.Popen[str]) -> int:
+    """Wait until the worker's peers are all connected."""
+    assert worker.stdout is not None
+    line = worker.stdout.readline()
+    if not line:
+        raise RuntimeError(f"a client worker failed ({worker.wait()})")
+    return int(json.loads(line)["joined"])
+
+
+def mark(worker: subprocess.Popen[str]) -> dict[str, Any]:
+    """The listeners' packet and gap counts so far."""
+    assert worker.stdin is not None
+    assert worker.stdout is not None
+    worker.stdin.write("mark\n")
+    worker.stdin.flush()
+    return json.loads(worker.stdout.readline())
 
 
 def finish(worker: subprocess.Popen[str]) -> dict[str, Any]:

@@ -26,14 +26,14 @@ def machine() -> str:
     return f"Measured {today} on {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}."
 
 
-def write_section(name: str, title: str, body: str) -> None:
-    """Replace (or append) the section marked with `name` in docs/BENCHMARKS.md."""
+def write_section(name: str, title: str, body: str, doc: Path = DOC) -> None:
+    """Replace (or append) the section marked with `name` in `doc` (docs/BENCHMARKS.md)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n## {title}\n\n{machine()}\n\n{body.strip()}\n{end}"
-    text = DOC.read_text() if DOC.exists() else HEADER
+    text = doc.read_text() if doc.exists() else HEADER
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     text = (
         pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     )
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)

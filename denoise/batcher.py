@@ -41,7 +41,7 @@ class _Frame:
     """A frame to denoise; its result goes to a concurrent future, or to an asyncio future that
     the worker settles on its loop together with the rest of the call's (one wake-up a call)."""
 
-    __slots__ = ("denoiser", "frame", "future", "loop")
+    __slots__ = ("denoiser", "frame", "future", "loop", "then")
 
     def __init__(
         self,
@@ -49,8 +49,10 @@ class _Frame:
         frame: av.AudioFrame | MonoBlock,
         future: Future[Any] | asyncio.Future[Any],
         loop: asyncio.AbstractEventLoop | None = None,
+        then: Callable[[Any], Any] | None = None,
     ) -> None:
         self.denoiser, self.frame, self.future, self.loop = denoiser, frame, future, loop
+        self.then = then  # applied to the result on the worker (a live stream's Opus encode)
 
 
 class _Call:
@@ -80,11 +82,17 @@ class Lane:
         self._worker.put(self, _Frame(denoiser, frame, future))
         return future
 
-    def process(self, denoiser: Denoiser, frame: av.AudioFrame | MonoBlock) -> asyncio.Future[Any]:
-        """`submit_frame` for the event loop's thread: an asyncio future, settled on this loop."""
+    def process(
+        self,
+        denoiser: Denoiser,
+        frame: av.AudioFrame | MonoBlock,
+        then: Callable[[Any], Any] | None = None,
+    ) -> asyncio.Future[Any]:
+        """`submit_frame` for the event loop's thread: an asyncio future, settled on this loop
+        with the result, or with `then(result)` run on the worker (no second thread hop)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._worker.put(self, _Frame(denoiser, frame, future, loop))
+        self._worker.put(self, _Frame(denoiser, frame, future, loop, then))
         return future
 
     def release(self) -> None:
@@ -219,7 +227,8 @@ def run_frames(engine: BatchEngine, frames: Sequence[_Frame]) -> None:
             outcome.fail(item, failed[i])
             continue
         try:
-            outcome.done(item, item.denoiser.complete(job, outputs[i], snrs[i].tolist()))
+            result = item.denoiser.complete(job, outputs[i], snrs[i].tolist())
+            outcome.done(item, result if item.then is None else item.then(result))
         except BaseException as exc:  # noqa: BLE001 - this frame's error goes to its own future
             outcome.fail(item, exc)
     outcome.deliver()

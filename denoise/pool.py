@@ -26,7 +26,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import av
 
@@ -37,6 +37,7 @@ from denoise.engine import ATTEN_LIM_MAX_DB, DeepFilterNet3, Engine
 from denoise.exceptions import EngineError, StreamClosedError
 from denoise.stream import Controls, Denoiser, MonoBlock
 
+T = TypeVar("T")
 ENGINES: dict[str, Callable[[], Engine]] = {"batched": BatchedDeepFilterNet3, "libdf": DeepFilterNet3}
 
 
@@ -53,7 +54,12 @@ class _Lane(Protocol):
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]: ...
 
-    def process(self, denoiser: Denoiser, frame: av.AudioFrame | MonoBlock) -> Awaitable[Any]: ...
+    def process(
+        self,
+        denoiser: Denoiser,
+        frame: av.AudioFrame | MonoBlock,
+        then: Callable[[Any], Any] | None = None,
+    ) -> Awaitable[Any]: ...
 
     def release(self) -> None: ...
 
@@ -67,8 +73,13 @@ class _ExecutorLane:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         return self._executor.submit(fn, *args)
 
-    def process(self, denoiser: Denoiser, frame: av.AudioFrame | MonoBlock) -> Awaitable[Any]:
-        return asyncio.wrap_future(self._executor.submit(denoiser.process, frame))
+    def process(
+        self,
+        denoiser: Denoiser,
+        frame: av.AudioFrame | MonoBlock,
+        then: Callable[[Any], Any] | None = None,
+    ) -> Awaitable[Any]:
+        return asyncio.wrap_future(self._executor.submit(_process_then, denoiser, frame, then))
 
     def release(self) -> None:
         return None
@@ -186,7 +197,7 @@ class AudioProcessor:
     async def process(self, frame: av.AudioFrame) -> av.AudioFrame:
         """Denoise one frame on the pool; frames of this stream are handled in call order."""
         async with self._turn:
-            denoiser = await asyncio.wrap_future(self._denoiser)
+            denoiser = await self._loaded()
             if self._closed:  # checked after the await: close() may have run meanwhile
                 raise StreamClosedError("this AudioProcessor is closed")
             controls = self.controls
@@ -198,11 +209,29 @@ class AudioProcessor:
         """Denoise one block of mono float32 samples at the engine's rate (a `MonoBlock` with
         the current controls): what a live stream converted once at its entry."""
         async with self._turn:
-            denoiser = await asyncio.wrap_future(self._denoiser)
+            denoiser = await self._loaded()
             if self._closed:
                 raise StreamClosedError("this AudioProcessor is closed")
             block = MonoBlock(samples, self.controls)
             return await self._lane.process(denoiser, block)  # type: ignore[no-any-return]
+
+    async def process_samples_then(self, samples: Mono, then: Callable[[Mono], T]) -> T:
+        """`process_samples`, then `then(denoised)` on the same worker thread, in the stream's
+        order: what the live path's Opus encode costs without a thread hop of its own (a wake-up
+        of another thread and of the loop per frame). `then` must not block."""
+        async with self._turn:
+            denoiser = await self._loaded()
+            if self._closed:
+                raise StreamClosedError("this AudioProcessor is closed")
+            block = MonoBlock(samples, self.controls)
+            return await self._lane.process(denoiser, block, then)  # type: ignore[no-any-return]
+
+    async def _loaded(self) -> Denoiser:
+        """The stream's Denoiser, waiting for its load only while it runs: wrapping a finished
+        concurrent future still costs a loop wake-up (call_soon_threadsafe) every frame."""
+        if self._denoiser.done():
+            return self._denoiser.result()  # raises the load's error, as awaiting it would
+        return await asyncio.wrap_future(self._denoiser)
 
     @property
     def sample_rate(self) -> int:
@@ -273,6 +302,13 @@ def _build(factory: Callable[[], Engine], result: Future[Engine]) -> None:
         result.set_exception(exc)
     else:
         result.set_result(engine)
+
+
+def _process_then(
+    denoiser: Denoiser, frame: av.AudioFrame | MonoBlock, then: Callable[[Any], Any] | None
+) -> Any:
+    result = denoiser.process(frame)
+    return result if then is None else then(result)
 
 
 def _open_denoiser(engine: Engine, atten_lim_db: float, enabled: bool) -> Denoiser:

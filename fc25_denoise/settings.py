@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
-import re
 import tempfile
 from pathlib import Path
 
@@ -14,31 +12,10 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from fc25_denoise.environment import env_bool, env_ice_servers, env_int, env_list, env_rate, env_seconds
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 log = logging.getLogger("fc25_denoise")
-
-
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if raw.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be 1/0/true/false, got {raw!r}")
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
-
-
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    try:
-        return int(raw) if raw else default
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from exc
 
 
 DEBUG = env_bool("DEBUG", default=True)
@@ -173,34 +150,6 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
 
 # --- deploy: ICE / TURN (fc25_denoise/ice.py, docs/deploy.md) ---
-def env_ice_servers(name: str) -> list[dict[str, object]]:
-    """A JSON list of RTCIceServer dictionaries, each with "urls" (a string or a list of strings)."""
-    raw = os.environ.get(name, "").strip() or "[]"
-    try:
-        servers = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ImproperlyConfigured(f"{name} must be a JSON list of RTCIceServer objects: {exc}") from exc
-    if not isinstance(servers, list) or not all(_is_ice_server(item) for item in servers):
-        raise ImproperlyConfigured(
-            f'{name} must be a JSON list like [{{"urls": "stun:stun.example.org:3478"}}], got {raw!r}'
-        )
-    if any("credential" in item for item in servers):
-        # Every page gets these: a long-lived TURN password must never be among them.
-        raise ImproperlyConfigured(
-            f"{name} must not carry credentials; for TURN set TURN_SECRET and TURN_URLS"
-        )
-    return servers
-
-
-def _is_ice_server(item: object) -> bool:
-    if not isinstance(item, dict):
-        return False
-    urls = item.get("urls")
-    if isinstance(urls, str):
-        urls = [urls]
-    return isinstance(urls, list) and bool(urls) and all(isinstance(u, str) and u for u in urls)
-
-
 # Used by the pages and by the server's own peers (through fc25_denoise.ice.ice_servers_for).
 ICE_SERVERS = env_ice_servers("ICE_SERVERS")
 # TURN REST API credentials (coturn use-auth-secret): with TURN_SECRET set, each signed-in user
@@ -307,14 +256,6 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "users.throttling.locked_out"
 
 
-def env_rate(name: str, default: str) -> str:
-    """A django-ratelimit rate: COUNT/PERIOD with PERIOD like s, m, h, d or 15m."""
-    raw = os.environ.get(name, "") or default
-    if not re.fullmatch(r"[1-9][0-9]*/[1-9]?[0-9]*[smhd]", raw):
-        raise ImproperlyConfigured(f"{name} must be like 30/15m (attempts per period), got {raw!r}")
-    return raw
-
-
 LOGIN_RATE_PER_IP = env_rate("LOGIN_RATE_PER_IP", "30/15m")
 SIGNUP_RATE_PER_IP = env_rate("SIGNUP_RATE_PER_IP", "10/h")
 SIGNUP_RATE_PER_NAME = env_rate("SIGNUP_RATE_PER_NAME", "5/15m")
@@ -326,24 +267,13 @@ if not REDIS_URL:  # one process without Redis: its own memory is the whole trut
 
 
 # --- presence (streams/presence/service.py) ---
-def _env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name, "")
-    try:
-        value = float(raw) if raw else default
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be a number of seconds, got {raw!r}") from exc
-    if value < 0:
-        raise ImproperlyConfigured(f"{name} must not be negative, got {raw!r}")
-    return value
-
-
 # A user whose last socket closed stays "online" this long (a page reload is not an absence).
-PRESENCE_GRACE_S = _env_seconds("PRESENCE_GRACE_S", 5.0)
+PRESENCE_GRACE_S = env_seconds("PRESENCE_GRACE_S", 5.0)
 # Each process refreshes its heartbeat key every PRESENCE_HEARTBEAT_S; a process whose key is
 # older than PRESENCE_TTL_S is dead: its users go offline after the grace, its streams end (for
 # friends within TTL + one heartbeat of a crash: 4 s by default).
-PRESENCE_TTL_S = _env_seconds("PRESENCE_TTL_S", 3.0)
-PRESENCE_HEARTBEAT_S = _env_seconds("PRESENCE_HEARTBEAT_S", min(1.0, PRESENCE_TTL_S / 3))
+PRESENCE_TTL_S = env_seconds("PRESENCE_TTL_S", 3.0)
+PRESENCE_HEARTBEAT_S = env_seconds("PRESENCE_HEARTBEAT_S", min(1.0, PRESENCE_TTL_S / 3))
 if not 0 < PRESENCE_HEARTBEAT_S < PRESENCE_TTL_S:
     raise ImproperlyConfigured("PRESENCE_HEARTBEAT_S must be above 0 and below PRESENCE_TTL_S")
 PRESENCE_REDIS_PREFIX = os.environ.get("PRESENCE_REDIS_PREFIX", "presence")
@@ -357,14 +287,14 @@ if REDIS_URL:
 # --- live path (streams/live/registry.py, streams/live/session.py) ---
 # A live broadcaster whose presence has been seen and then stays offline this long (after
 # presence's own PRESENCE_GRACE_S) loses the stream: the page is gone, the beacon was lost.
-STREAM_OFFLINE_GRACE_S = _env_seconds("STREAM_OFFLINE_GRACE_S", 5.0)
+STREAM_OFFLINE_GRACE_S = env_seconds("STREAM_OFFLINE_GRACE_S", 5.0)
 # Listener connections one user may hold to one stream (a newer one replaces the oldest), and
 # how long a listener's connection may take from its offer to connected before it is closed.
 LISTENER_CONNECTIONS_PER_USER = max(1, env_int("LISTENER_CONNECTIONS_PER_USER", 3))
-LISTENER_CONNECT_TIMEOUT_S = _env_seconds("LISTENER_CONNECT_TIMEOUT_S", 10.0)
+LISTENER_CONNECT_TIMEOUT_S = env_seconds("LISTENER_CONNECT_TIMEOUT_S", 10.0)
 # A broadcaster whose page reloads or whose connection drops resumes the same stream (session,
 # recording, listeners) with a new offer within this long; 0 ends the stream at once.
-STREAM_RESUME_GRACE_S = _env_seconds("STREAM_RESUME_GRACE_S", 10.0)
+STREAM_RESUME_GRACE_S = env_seconds("STREAM_RESUME_GRACE_S", 10.0)
 # --- end live path ---
 
 
@@ -392,6 +322,6 @@ LOGGING["loggers"]["httpx"] = {"level": "WARNING"}  # one INFO line per Janus re
 
 # --- request guard (fc25_denoise/request_guard.py, the Daphne-TLS unit) ---
 # A request's head, then its body, must arrive within these, or the connection gets 408.
-REQUEST_HEAD_TIMEOUT_S = _env_seconds("REQUEST_HEAD_TIMEOUT_S", 10.0)
-REQUEST_BODY_TIMEOUT_S = _env_seconds("REQUEST_BODY_TIMEOUT_S", 30.0)
+REQUEST_HEAD_TIMEOUT_S = env_seconds("REQUEST_HEAD_TIMEOUT_S", 10.0)
+REQUEST_BODY_TIMEOUT_S = env_seconds("REQUEST_BODY_TIMEOUT_S", 30.0)
 # --- end request guard ---

@@ -18,6 +18,7 @@ from testing.peers import HttpApi
 class ScaleCluster:
     env: dict[str, str]
     servers: list[DaphneServer] = field(default_factory=list)
+    janus: JanusServer | None = None  # the Janus the processes were told about
 
     def api(self, process: int, session_key: str) -> HttpApi:
         return HttpApi(self.servers[process].base_url, session_key)
@@ -47,9 +48,9 @@ def start_cluster(
     **settings: str,
 ) -> ScaleCluster:
     """`processes` Daphne processes (the last `without_janus` of them not told about Janus)."""
-    env = app_env(database, media_root, REDIS_URL=redis_url, LOG_LEVEL="INFO", **settings)
+    env = app_env(database, media_root, REDIS_URL=redis_url, **{"LOG_LEVEL": "INFO", **settings})
     env["PRESENCE_REDIS_PREFIX"] = f"scale-{secrets.token_hex(4)}"
-    cluster = ScaleCluster(env)
+    cluster = ScaleCluster(env, janus=janus)
     for i in range(processes):
         own = {**env, **(janus.env() if janus is not None and i < processes - without_janus else {})}
         cluster.servers.append(DaphneServer(own, folder / f"daphne-{i}.log"))

@@ -166,6 +166,35 @@ async def test_an_unknown_engine_name_is_refused_at_open(monkeypatch: pytest.Mon
 
 
 @pytest.mark.parametrize("engine", ["batched", "libdf"])
+async def test_process_samples_then_runs_the_follow_up_on_the_worker_in_order(
+    streams: list[list[av.AudioFrame]], engine: str, monkeypatch: pytest.MonkeyPatch
+):
+    """process_samples_then(x, f) is f(process_samples(x)), with f run off the event loop's thread
+    in the stream's order (the live path's Opus encode rides the engine's worker)."""
+    monkeypatch.setenv("DENOISE_ENGINE", engine)
+    mono = samples_of(streams[0])[:, 0].astype(np.float32) / 32768
+    blocks = mono[: 960 * (mono.size // 960)].reshape(-1, 960)[:20]
+    loop_thread = threading.get_ident()
+    seen: list[tuple[int, int]] = []
+
+    def then(clean: np.ndarray) -> tuple[int, np.ndarray]:
+        seen.append((threading.get_ident(), len(seen)))
+        return len(seen) - 1, clean * 2
+
+    async with ProcessorPool() as pool:
+        plain, chained = pool.open(atten_lim_db=40.0), pool.open(atten_lim_db=40.0)
+        for i, block in enumerate(blocks):
+            want = await plain.process_samples(block)
+            index, got = await chained.process_samples_then(block, then)
+            assert index == i
+            np.testing.assert_allclose(got, want * 2, atol=1e-6)
+        plain.close()
+        chained.close()
+    assert [n for _, n in seen] == list(range(len(blocks)))
+    assert all(thread != loop_thread for thread, _ in seen)
+
+
+@pytest.mark.parametrize("engine", ["batched", "libdf"])
 async def test_mono_samples_match_the_frame_path_and_follow_the_controls(
     streams: list[list[av.AudioFrame]], engine: str, monkeypatch: pytest.MonkeyPatch
 ):

@@ -180,6 +180,8 @@ ENDPOINTS = [
     ("/api/stream/status/alice/", "GET, HEAD, OPTIONS"),
     ("/api/webrtc/offer/", "POST, OPTIONS"),
     ("/api/webrtc/listen/alice/", "POST, OPTIONS"),
+    ("/api/webrtc/listen/alice/answer/", "POST, OPTIONS"),
+    ("/api/webrtc/listen/alice/leave/", "POST, OPTIONS"),
 ]
 
 
@@ -242,3 +244,14 @@ async def test_a_content_length_that_is_not_a_number_is_a_400(world: dict[str, A
         "/api/friend-request/", b"{}", content_type=peers.JSON, headers={"Content-Length": "12abc"}
     )
     _refusal(response, 400)
+
+
+def test_a_csrf_refusal_is_json_under_the_api_and_djangos_page_elsewhere(world: dict[str, Any]) -> None:
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    page = client.post("/accounts/login/", {"username": "bob", "password": "x"})
+    assert (page.status_code, page["Content-Type"].split(";")[0]) == (403, "text/html")
+    client.force_login(User.objects.get(username="bob"))
+    api = client.post("/api/friend-request/", {"username": "alice"}, content_type=peers.JSON)
+    assert "CSRF" in _refusal(api, 403)

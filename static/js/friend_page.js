@@ -59,6 +59,9 @@ class FriendPage {
       case "settings":
         this.showSettings(msg);
         break;
+      case "source": // no audio from the broadcaster right now (a stalled tab or network), or back
+        this.message.show(msg.message, { error: msg.state === "stalled" });
+        break;
       case "listening": // the media server for listeners went away: reconnect when it is back
         if (msg.available === false && this.listener) this.listener.lost(0);
         break;

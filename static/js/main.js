@@ -45,6 +45,9 @@ function mainPage() {
         if (msg.username === me) broadcaster.serverStatus(msg);
         else sidebar.applyEvent(msg);
         break;
+      case "recording": // my stream goes on, its recording stopped (a full disk)
+        if (msg.username === me) broadcaster.message.show(msg.message, { error: true });
+        break;
       case "friend_request":
         announce(`${msg.username} sent you a friend request.`);
         sidebar.applyEvent(msg);

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from fc25_denoise.errors import BadRequest, NotFound, Unavailable
 from streams.cluster.node import ClusterNode
@@ -23,7 +24,15 @@ from streams.live.registry import StreamRegistry
 from streams.live.session import LiveSession
 from streams.live.webrtc import parse_answer, parse_offer
 from streams.sfu.fanout import JanusFanout
+from streams.sfu.janus import JanusError
 from users.models import User
+
+
+async def _user(uid: int) -> User:
+    try:
+        return await User.objects.aget(pk=uid)
+    except User.DoesNotExist as exc:  # deleted while the request was on its way
+        raise NotFound("That user no longer exists.") from exc
 
 
 def _listener_id(body: dict[str, Any]) -> str:
@@ -131,6 +140,7 @@ class StreamRouter:
         owner_user, owner = await self.listen_target(listener, username)
         if self.janus is not None:
             mountpoint = await self._mountpoint(owner_user.pk, owner)
+            await self._room_for_one_more(mountpoint)
             offered = await self.janus.listeners.offer(owner_user.pk, listener.pk, mountpoint)
             return {"listener_id": offered.listener_id, "type": "offer", "sdp": offered.sdp}
         if owner is not None:
@@ -146,6 +156,16 @@ class StreamRouter:
         if mountpoint is None:
             raise Unavailable("The media server for listeners (Janus) is unavailable; try again in a minute.")
         return int(mountpoint)
+
+    async def _room_for_one_more(self, mountpoint: int) -> None:
+        """The same cap as the in-process hub's, counted by Janus (its viewers, answered or not)."""
+        cap = settings.MAX_LISTENERS_PER_STREAM
+        try:
+            viewers = await self.janus.streaming.viewer_count(mountpoint)  # type: ignore[union-attr]
+        except JanusError as exc:
+            raise Unavailable("The media server for listeners (Janus) does not answer; try again.") from exc
+        if viewers >= cap:
+            raise Unavailable(f"This stream already has {cap} listeners; try again later.")
 
     async def answer(self, listener: User, username: str, body: dict[str, Any]) -> dict[str, Any]:
         owner_user, owner = await self.listen_target(listener, username)
@@ -191,7 +211,8 @@ class StreamRouter:
         return {"listener_id": listener_id, "type": "offer", "sdp": sdp}
 
     async def _forward(self, owner: Owner, action: str, args: dict[str, Any]) -> dict[str, Any]:
-        assert self.node is not None  # noqa: S101 - an Owner comes only from the node
+        if self.node is None:  # an Owner comes only from the node: never without one
+            raise RuntimeError("forwarding needs this process's cluster node")
         return await self.node.forward(owner, action, args)
 
     # -- requests forwarded to this process (the owner) ---------------------------------------
@@ -212,9 +233,9 @@ class StreamRouter:
                 await listeners.leave(str(args["listener_id"]), user_id)
             return {}
         if action == "status":
-            viewer = await User.objects.aget(pk=int(args["viewer_id"]))
+            viewer = await _user(int(args["viewer_id"]))
             return (await self.registry.status(viewer, str(args["username"]))).as_json()
-        user = await User.objects.aget(pk=int(args["user_id"]))
+        user = await _user(int(args["user_id"]))
         if action == "offer":
             body = {"session_id": args["session_id"], "sdp": args["sdp"], "type": "offer"}
             self.registry.broadcast_session(user, args["session_id"])

@@ -154,8 +154,10 @@ async def test_one_stream_heard_controlled_cut_and_stopped_through_other_process
     through_janus = heard_pesq(bob_heard.audio(), clean, peers.RATE)
     in_process = heard_pesq(dave_heard.audio(), clean, peers.RATE)
     print(f"PESQ-WB through Janus {through_janus:.2f}, in-process {in_process:.2f}")
-    assert in_process > 2.2  # far cleaner than the input's 1.3
-    assert abs(through_janus - in_process) <= 0.15, (through_janus, in_process)
+    assert through_janus > 2.2  # far cleaner than the input's 1.3
+    # Janus costs the listener nothing: within 0.15 of the in-process path (or better: on a
+    # loaded machine the in-process hub's loop falls behind first, Janus runs apart from it).
+    assert through_janus >= in_process - 0.15, (through_janus, in_process)
     status, listeners = await alice_a.acall("GET", "/api/stream/status/alice/")
     assert (status, listeners["listeners"]) == (200, 1)  # Janus's count, as the owner reads it
 
@@ -247,7 +249,15 @@ async def test_janus_down_at_go_live_then_killed_mid_stream(
     client_pcs: list[Any],
 ) -> None:
     janus = start_janus(tmp_path / "janus-1")
-    cluster = start_cluster(tmp_path, url_of_test_database(), redis_url, media_root, processes=2, janus=janus)
+    cluster = start_cluster(
+        tmp_path,
+        url_of_test_database(),
+        redis_url,
+        media_root,
+        processes=2,
+        janus=janus,
+        MAX_LISTENERS_PER_STREAM="1",
+    )
     restarted: JanusServer | None = None
     try:
         alice, bob = cluster.api(A, keys["alice"]), cluster.api(B, keys["bob"])
@@ -269,6 +279,8 @@ async def test_janus_down_at_go_live_then_killed_mid_stream(
         await _next_of(page, "stream_state", 10)
         _, heard = await _listen(bob, bob, "alice", client_pcs)
         await peers.wait_for(lambda: len(heard.frames) >= 50, timeout=20)
+        status, full = await bob.acall("POST", "/api/webrtc/listen/alice/", {})  # a second tab
+        assert (status, full["error"]) == (503, "This stream already has 1 listeners; try again later.")
 
         # Janus dies mid-stream: bob's page is told; alice's stream and recording go on.
         restarted.kill()
@@ -288,3 +300,29 @@ async def test_janus_down_at_go_live_then_killed_mid_stream(
         for server in (janus, restarted):
             if server is not None:
                 server.stop()
+
+
+async def test_without_janus_the_owner_serves_listeners_whatever_process_they_reach(
+    make_cluster: Callable[..., ScaleCluster], keys: dict[str, str], audio_file: Any, client_pcs: list[Any]
+) -> None:
+    cluster = make_cluster(2, without_janus=2)
+    alice_a, bob_b = cluster.api(A, keys["alice"]), cluster.api(B, keys["bob"])
+    await _go_live(
+        alice_a, alice_a, peers.ArrayTrack(peers.read_wav(audio_file("noisy_snr0")), loop=True), client_pcs
+    )
+    # bob's listen and answer reach B, which forwards both to A: A's own peer serves him.
+    pc, heard = await _listen(bob_b, bob_b, "alice", client_pcs)
+    await peers.wait_for(lambda: len(heard.frames) >= 50, timeout=20)
+    assert cluster.servers[A].metrics()["rd_listeners"] == 1
+    assert cluster.servers[B].metrics()["rd_listeners"] == 0
+    status, stream = await bob_b.acall("GET", "/api/stream/status/alice/")  # forwarded: A's live count
+    assert (status, stream["listeners"]) == (200, 1)
+    status, left = await bob_b.acall("POST", "/api/webrtc/listen/alice/leave/", {"listener_id": "not-bobs"})
+    assert (status, left) == (200, {"left": False})
+
+    # The unfriending reaches A's hub through the owner group: bob is cut within a second.
+    status, _ = await bob_b.acall("DELETE", "/api/friends/alice/")
+    assert status == 204
+    await _within(1.0, lambda: pc.connectionState in ("closed", "failed"), "bob cut off")
+    assert (await alice_a.acall("POST", "/api/stream/stop/"))[0] == 200
+    await heard.stop()

@@ -42,6 +42,9 @@ class FakeProcessor:
         await asyncio.sleep(self.slow_s)
         return samples
 
+    async def process_samples_then(self, samples: np.ndarray, then: Callable[[np.ndarray], Any]) -> Any:
+        return then(await self.process_samples(samples))
+
     def close(self) -> None:
         self.closed = True
 
