@@ -412,6 +412,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--broadcasts", type=int, default=2, help="--compare-cpu: broadcasts per round")
     parser.add_argument("--after-label", default="this checkout", help="what this checkout is, for the table")
+    parser.add_argument(
+        "--section", default="live-cpu", help="--compare-cpu: the docs/BENCHMARKS.md section it writes"
+    )
     args = parser.parse_args()
     if args.compare_cpu:
         from bench.report import write_section
@@ -425,7 +428,7 @@ def main() -> None:
             after_label=args.after_label,
         )
         print(body)
-        write_section("live-cpu", "Live path: server CPU per broadcast, before and after", body)
+        write_section(args.section, "Live path: server CPU per broadcast, before and after", body)
         return
     minutes = args.minutes or (1.0 if args.quick else 10.0)
     steps = [1, 2, 4] if args.quick else [1, 2, 3, 4, 6, 8, 12, 16]
