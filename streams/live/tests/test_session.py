@@ -16,6 +16,7 @@ from aiortc import RTCIceServer
 
 from denoise.stream import Controls
 from fc25_denoise.errors import Unavailable
+from streams.live.lifecycle import TransitionError
 from streams.live.metrics import Metrics
 from streams.live.opus import silence_packet
 from streams.live.pipeline import INBOX_FRAMES
@@ -201,7 +202,7 @@ async def test_one_mono_block_per_frame_goes_to_the_engine_the_recorder_and_the_
 
     written: list[tuple[np.ndarray, np.ndarray]] = []
     write = recorder.write
-    recorder.write = lambda clean, raw=None: (written.append((clean, raw)), write(clean, raw))  # type: ignore[method-assign]
+    recorder.write = lambda clean, raw=None, **kw: (written.append((clean, raw)), write(clean, raw, **kw))  # type: ignore[method-assign]
     encoded: list[np.ndarray] = []
     encoder = session.media._encoder
     encode = encoder.encode
@@ -219,3 +220,13 @@ async def test_one_mono_block_per_frame_goes_to_the_engine_the_recorder_and_the_
         assert raw is block  # the recorder's raw copy is the engine's input itself
         assert clean is sent  # and the encoder gets the engine's output as it came
     np.testing.assert_allclose(np.concatenate(engine_in), tone / 32768, atol=1e-4)
+
+
+async def test_a_move_the_state_machine_does_not_allow_is_refused(make_session: Any) -> None:
+    session, _, _ = make_session(FakeProcessor())
+    with pytest.raises(TransitionError):
+        session.go_live(session.resources)  # live already
+    await session.close()
+    assert session.state == "ended"
+    with pytest.raises(TransitionError):
+        session.abandon()
