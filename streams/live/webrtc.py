@@ -52,22 +52,27 @@ class Offer:
     audio_mid: str  # the audio section the server will use
 
 
-def parse_offer(data: Mapping[str, Any], role: Literal["broadcast", "listen"]) -> Offer:
-    """The client's {"sdp", "type": "offer"}, checked before any peer connection exists.
-
-    A broadcaster's offer must send audio, a listener's must accept it; else BadRequest.
-    """
-    sdp, kind = data.get("sdp"), data.get("type")
-    if kind != "offer":
-        raise BadRequest('"type" must be "offer".')
+def _parse_sdp(data: Mapping[str, Any], kind: Literal["offer", "answer"]) -> tuple[str, SessionDescription]:
+    """The body's {"sdp", "type": kind}: its type, size and syntax checked; else BadRequest."""
+    sdp = data.get("sdp")
+    if data.get("type") != kind:
+        raise BadRequest(f'"type" must be "{kind}".')
     if not isinstance(sdp, str) or not sdp.strip():
         raise BadRequest('"sdp" must be a non-empty string.')
     if len(sdp) > MAX_SDP_CHARS:
         raise BadRequest(f"The SDP is longer than {MAX_SDP_CHARS} characters.")
     try:
-        parsed = SessionDescription.parse(sdp)
+        return sdp, SessionDescription.parse(sdp)
     except _SDP_ERRORS as exc:
-        raise BadRequest("The SDP could not be parsed; send the offer an RTCPeerConnection made.") from exc
+        raise BadRequest(f"The SDP could not be parsed; send the {kind} an RTCPeerConnection made.") from exc
+
+
+def parse_offer(data: Mapping[str, Any], role: Literal["broadcast", "listen"]) -> Offer:
+    """The client's {"sdp", "type": "offer"}, checked before any peer connection exists.
+
+    A broadcaster's offer must send audio, a listener's must accept it; else BadRequest.
+    """
+    sdp, parsed = _parse_sdp(data, "offer")
     audio = [m for m in parsed.media if m.kind == "audio"]
     if not audio:
         raise BadRequest("The SDP offer has no audio section.")
@@ -107,17 +112,7 @@ async def answer_broadcaster(
 
 def parse_answer(data: Mapping[str, Any]) -> str:
     """A listener's {"sdp", "type": "answer"} to the server's offer, checked like an offer."""
-    sdp, kind = data.get("sdp"), data.get("type")
-    if kind != "answer":
-        raise BadRequest('"type" must be "answer".')
-    if not isinstance(sdp, str) or not sdp.strip():
-        raise BadRequest('"sdp" must be a non-empty string.')
-    if len(sdp) > MAX_SDP_CHARS:
-        raise BadRequest(f"The SDP is longer than {MAX_SDP_CHARS} characters.")
-    try:
-        parsed = SessionDescription.parse(sdp)
-    except _SDP_ERRORS as exc:
-        raise BadRequest(f"The SDP could not be parsed ({type(exc).__name__}).") from exc
+    sdp, parsed = _parse_sdp(data, "answer")
     audio = [m for m in parsed.media if m.kind == "audio" and m.direction in ("recvonly", "sendrecv")]
     if not audio:
         raise BadRequest("The SDP answer has no audio section that receives audio.")
