@@ -173,27 +173,12 @@ def ok(w: Window) -> bool:
 
 def make_people(broadcasters: int, listeners: int, fans: int) -> dict[str, str]:
     """Users b<i> (each with a friend l<i>) and f<j> (friends of b0); returns session keys."""
-    from django.test import Client
+    from testing.seed import people
 
-    from users.models import Friendship, User
-
-    users = {}
-    for name in (
-        [f"b{i}" for i in range(broadcasters)]
-        + [f"l{i}" for i in range(listeners)]
-        + [f"f{j}" for j in range(fans)]
-    ):
-        users[name] = User.objects.create(username=name)
+    names = [f"b{i}" for i in range(broadcasters)] + [f"l{i}" for i in range(listeners)]
+    names += [f"f{j}" for j in range(fans)]
     links = [(f"b{i}", f"l{i}") for i in range(listeners)] + [("b0", f"f{j}") for j in range(fans)]
-    for a, b in links:
-        low, high = sorted((users[a], users[b]), key=lambda u: u.pk)
-        Friendship.objects.create(user_a=low, user_b=high)
-    keys = {}
-    for name, user in users.items():
-        client = Client()
-        client.force_login(user)
-        keys[name] = client.cookies["sessionid"].value
-    return keys
+    return people(names, links, password=None)
 
 
 Step = tuple[int, list[Window], int]  # size, windows, listener gaps

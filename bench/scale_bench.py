@@ -81,26 +81,15 @@ def wait_until(check: Any, what: str, within: float = 180.0) -> None:
 
 def make_people(broadcasters: int, fans: int, each: int) -> dict[str, str]:
     """Users b<i>, f<j> (friends of b0) and l<i>x<k> (k < each, friends of b<i>); session keys."""
-    from django.test import Client
+    from testing.seed import people
 
-    from users.models import Friendship, User
-
-    users = {name: User.objects.create(username=name) for name in [f"b{i}" for i in range(broadcasters)]}
-    users |= {name: User.objects.create(username=name) for name in [f"f{j}" for j in range(fans)]}
+    names = [f"b{i}" for i in range(broadcasters)] + [f"f{j}" for j in range(fans)]
     pairs = [("b0", f"f{j}") for j in range(fans)]
     for i in range(broadcasters):
         for k in range(each):
-            users[f"l{i}x{k}"] = User.objects.create(username=f"l{i}x{k}")
+            names.append(f"l{i}x{k}")
             pairs.append((f"b{i}", f"l{i}x{k}"))
-    for a, b in pairs:
-        low, high = sorted((users[a], users[b]), key=lambda u: u.pk)
-        Friendship.objects.create(user_a=low, user_b=high)
-    keys = {}
-    for name, user in users.items():
-        client = Client()
-        client.force_login(user)
-        keys[name] = client.cookies["sessionid"].value
-    return keys
+    return people(names, pairs, password=None)
 
 
 # -- fan-out: Janus vs the in-process hub ---------------------------------------------------------

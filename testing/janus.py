@@ -109,7 +109,7 @@ def start_janus(folder: Path, *, session_timeout_s: int = 60, like: JanusServer 
         wait_until(lambda: proc.poll() is not None or server.answers(), START_TIMEOUT_S, "janus")
         if proc.poll() is not None:
             raise RuntimeError(f"janus exited with {proc.returncode}; see {server.log}")
-    except BaseException:
+    except BaseException:  # any failure, cancellation included: undo, then re-raise
         server.kill()
         raise
     return server

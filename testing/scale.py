@@ -59,7 +59,7 @@ def start_cluster(
             server.spawn()
         for server in cluster.servers:
             server.wait_ready()
-    except BaseException:
+    except BaseException:  # any failure, cancellation included: undo, then re-raise
         cluster.stop()
         raise
     return cluster

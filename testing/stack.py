@@ -39,7 +39,7 @@ class AppStack:
             self.env = app_env("", self.media, REDIS_URL=self.redis.url, **{"LOG_LEVEL": "INFO", **settings})
             self.env["DATABASE_URL"] = self.pg.app_database(self.env)
             self.sessions = seed_app_database(self.env, users, friendships)
-        except BaseException:
+        except BaseException:  # any failure, cancellation included: undo, then re-raise
             self.close()
             raise
         self.daphne = DaphneServer(self.env, folder / "daphne.log")

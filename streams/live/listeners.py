@@ -95,7 +95,7 @@ class HubListeners:
         pc.on("connectionstatechange", lambda: self._state(listener_id, pc))
         try:
             offer = await offer_listener(pc, track)
-        except BaseException:
+        except BaseException:  # any failure, cancellation included: undo, then re-raise
             await self.remove(listener_id)
             raise
         self._tasks.spawn(self._expire(listener_id, pc), "listener-deadline")

@@ -159,7 +159,7 @@ class StreamRegistry:
         self._sessions[user.pk] = session
         try:
             resources = await self._open_resources(user, controls, session)
-        except BaseException:
+        except BaseException:  # any failure, cancellation included: undo, then re-raise
             session.abandon()
             del self._sessions[user.pk]
             raise
@@ -218,7 +218,7 @@ class StreamRegistry:
             with contextlib.suppress(TimeoutError):  # a slow or failed load surfaces at process()
                 async with asyncio.timeout(MODEL_LOAD_WAIT_S):
                     await processor.ready()
-        except BaseException:
+        except BaseException:  # any failure, cancellation included: undo, then re-raise
             # A refused start leaves nothing behind: no row, no file, no flag, no claim.
             if processor is not None:
                 processor.close()

@@ -207,7 +207,7 @@ class LiveSession:
         pc.on("connectionstatechange", lambda: self._broadcaster_state(pc))
         try:
             answer, track = await answer_broadcaster(pc, offer)
-        except BaseException:
+        except BaseException:  # any failure, cancellation included: undo, then re-raise
             self.broadcaster = previous
             await self._close_pc(pc)
             raise

@@ -131,7 +131,7 @@ class Streaming:
             reply = await session.message_event(handle_id, {"request": "watch", "id": mountpoint_id})
             if not reply.jsep or reply.jsep.get("type") != "offer":
                 raise JanusError("Janus answered watch without an offer")
-        except BaseException:
+        except BaseException:  # any failure, cancellation included: undo, then re-raise
             await session.detach(handle_id)
             raise
         return ref, reply.jsep

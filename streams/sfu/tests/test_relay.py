@@ -66,14 +66,6 @@ async def make_process(janus: JanusServer, redis_url: str) -> AsyncIterator[Call
         await process.aclose()
 
 
-@pytest.fixture
-async def client_pcs() -> AsyncIterator[list[Any]]:
-    pcs: list[Any] = []
-    yield pcs
-    for pc in pcs:
-        await pc.close()
-
-
 async def _broadcast(hub: Hub, seconds: float) -> None:
     """What a live session's pipeline does: one Opus encode, published to the hub in real time."""
     encoder = OpusEncoder()

@@ -35,14 +35,6 @@ async def make_streaming(janus: JanusServer) -> AsyncIterator[Callable[..., Stre
         await streaming.aclose()
 
 
-@pytest.fixture
-async def client_pcs() -> AsyncIterator[list[Any]]:
-    pcs: list[Any] = []
-    yield pcs
-    for pc in pcs:
-        await pc.close()
-
-
 def _events() -> tuple[list[dict[str, Any]], asyncio.Event, Callable[[dict[str, Any]], None]]:
     seen: list[dict[str, Any]] = []
     changed = asyncio.Event()
