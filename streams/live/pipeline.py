@@ -22,7 +22,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor
 
 import av
 import av.error
@@ -90,16 +89,12 @@ class AudioPipeline:
         recorder: Recorder,
         hub: Hub,
         metrics: Metrics,
-        encode_executor: Executor | None = None,
         on_end: Callable[[EndReason], None],
     ) -> None:
         self._processor = processor
         self._recorder = recorder
         self._hub = hub
         self._metrics = metrics
-        # Unused: the Opus encode now runs on the engine's worker, right after the denoise
-        # (`process_samples_then`), which saves a thread hop and a loop wake-up per frame.
-        del encode_executor
         self._on_end = on_end  # asks the session to end, with a reason
         self._encoder = OpusEncoder()
         self._inbox: deque[tuple[Mono, float]] = deque()
@@ -170,7 +165,9 @@ class AudioPipeline:
         return self._inbox.popleft()
 
     async def _work(self) -> None:
-        stage = self._metrics.stage_seconds
+        # The Opus encode runs on the engine's worker right after the denoise
+        # (`process_samples_then`): no thread hop or loop wake-up of its own per frame.
+        engine_stage, encode_stage = (self._metrics.stage_seconds.labels(s) for s in ("engine", "encode"))
         while (item := await self._next()) is not None:
             raw, arrival = item
             self.frames_started += 1
@@ -182,8 +179,8 @@ class AudioPipeline:
                 self._on_end(EndReason.ENGINE_ERROR)
                 return
             done = time.monotonic()
-            stage.labels("engine").observe(done - started - encode_s)
-            stage.labels("encode").observe(encode_s)
+            engine_stage.observe(done - started - encode_s)
+            encode_stage.observe(encode_s)
             self._recorder.write(clean, raw, at=arrival)  # the engine's delay is no gap
             self.frames_out += 1
             if self._draining:  # stopping: only the recording still wants these frames

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from channels.db import database_sync_to_async
@@ -58,7 +57,6 @@ class StreamRegistry:
         self.hooks: SessionHooks = hooks or NoHooks()
         self.metrics = Metrics()
         self._pool = pool or ProcessorPool()
-        self._encode_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="opus")
         self._timing = timing or Timing(
             offline_grace_s=settings.STREAM_OFFLINE_GRACE_S,
             listener_connect_s=settings.LISTENER_CONNECT_TIMEOUT_S,
@@ -100,7 +98,6 @@ class StreamRegistry:
         await self._tasks.join()
         await self._ownership.aclose()
         await self._pool.aclose()
-        await asyncio.to_thread(self._encode_executor.shutdown, wait=True)
 
     # -- read-outs -------------------------------------------------------------------------------
 
@@ -183,7 +180,6 @@ class StreamRegistry:
             self._silence = silence_packet()
         return SessionShared(
             metrics=self.metrics,
-            encode_executor=self._encode_executor,
             silence=self._silence,
             ice_servers=lambda: ice_servers(ice_servers_for(None)),
             events=self.events,

@@ -17,7 +17,6 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -54,7 +53,6 @@ class SessionShared:
     """What every session of one registry shares."""
 
     metrics: Metrics
-    encode_executor: Executor
     silence: bytes
     ice_servers: Callable[[], list[RTCIceServer]]  # per connection: TURN credentials expire
     events: StreamEvents
@@ -119,7 +117,6 @@ class LiveSession:
             recorder=resources.recorder,
             hub=self.hub,
             metrics=self._metrics,
-            encode_executor=self._shared.encode_executor,
             on_end=self._media_ended,
         )
         # The engine's delay is constant: read once here, not for every listener packet.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,6 @@ class FakeProcessor:
 
 @pytest.fixture
 async def make_session(tmp_path: Path) -> AsyncIterator[Any]:
-    executor = ThreadPoolExecutor(1)
     made: list[LiveSession] = []
 
     def make(
@@ -62,7 +60,6 @@ async def make_session(tmp_path: Path) -> AsyncIterator[Any]:
         metrics = Metrics()
         shared = SessionShared(
             metrics=metrics,
-            encode_executor=executor,
             silence=silence_packet(),
             ice_servers=ice_servers,
             events=Offline(),  # type: ignore[arg-type]
@@ -85,7 +82,6 @@ async def make_session(tmp_path: Path) -> AsyncIterator[Any]:
     yield make
     for session in made:
         await session.close()
-    executor.shutdown()
 
 
 class Offline:
